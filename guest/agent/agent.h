@@ -1,0 +1,83 @@
+// The agent's session loop: keeps a link to coved open for the life of the
+// guest, answers the control protocol on stream 0 and reconnects whenever the
+// host goes away.
+//
+// Threading: one thread, one poll() loop; every wait is bounded (at most
+// kMaxPollMs), so the loop also notices a stop request promptly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/link_frame.h"
+#include "cove/agent/v1/agent.pb.h"
+#include "guest/agent/control.h"
+#include "guest/agent/link_connection.h"
+#include "guest/agent/port.h"
+
+namespace cove::agent {
+
+struct AgentOptions {
+  ChannelSpec channel;
+  int heartbeat_ms = 5000;
+  // Signal init to power off on ShutdownRequest; false: exit 0 instead.
+  bool poweroff = true;
+};
+
+class Agent {
+ public:
+  // Reconnect backoff after a failed or dropped link: doubles from the
+  // initial value up to the max, and starts over once a host says HostHello.
+  static constexpr int kInitialBackoffMs = 100;
+  static constexpr int kMaxBackoffMs = 1000;
+  static constexpr int kMaxPollMs = 1000;
+  // How long ShutdownAck may take to leave before the agent shuts down anyway.
+  static constexpr int kShutdownFlushMs = 2000;
+
+  // `stop_fd` (not owned) becomes readable when the agent should exit, e.g.
+  // a signalfd for SIGTERM and SIGINT.
+  Agent(AgentOptions options, AgentIdentity identity, int stop_fd);
+
+  // Serves until `stop_fd` is readable or, without poweroff, a
+  // ShutdownRequest arrives. Returns the process exit code.
+  int Run();
+
+ private:
+  enum class SessionEnd { kDropped, kStop, kShutdown };
+
+  // State of one connection; a new connection starts a new one.
+  struct Session {
+    bool greeted = false;  // a HostHello arrived on this connection
+    int64_t next_heartbeat_ms = 0;
+    bool shutdown_requested = false;
+    bool reboot = false;
+    std::string drop_reason;  // set when the link must be dropped
+  };
+
+  SessionEnd Serve(LinkConnection& conn);
+  // Runs one poll() round; false when stop_fd fired.
+  bool PollOnce(LinkConnection& conn, Session& session);
+  void HandleFrame(LinkConnection& conn, const link::Frame& frame, Session& session);
+  void HandleControl(LinkConnection& conn, const std::string& payload, Session& session);
+  void HandleHostHello(LinkConnection& conn, const v1::HostHello& hello, Session& session);
+  // Acknowledges and carries out a ShutdownRequest; true when the agent
+  // should exit (--no-poweroff).
+  bool ShutDown(LinkConnection& conn, Session& session);
+  void SendOrDrop(LinkConnection& conn, const link::Frame& frame, Session& session);
+
+  // Sleeps the current backoff; false when stop_fd fired meanwhile.
+  bool SleepBackoff();
+  // Logs a failure to reach the host unless `problem` repeats the previous
+  // one, so an absent host does not flood the console once a second.
+  // `detail` is logged but not compared.
+  void NoteProblem(const std::string& problem, const std::string& detail);
+
+  AgentOptions options_;
+  AgentIdentity identity_;
+  int stop_fd_;
+  uint64_t heartbeat_seq_ = 0;
+  int backoff_ms_ = kInitialBackoffMs;
+  std::string last_problem_;
+};
+
+}  // namespace cove::agent

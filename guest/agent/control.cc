@@ -1,0 +1,81 @@
+#include "guest/agent/control.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "guest/agent/log.h"
+
+#ifndef COVE_VERSION
+#error "COVE_VERSION must be defined by the build (the project version)"
+#endif
+
+namespace cove::agent {
+
+AgentIdentity CurrentIdentity(uint64_t boot_to_agent_ms) {
+  AgentIdentity identity;
+  identity.agent_version = COVE_VERSION;
+  identity.kernel = ReadKernelInfo();
+  identity.boot_to_agent_ms = boot_to_agent_ms;
+  identity.pid = static_cast<uint32_t>(getpid());
+  return identity;
+}
+
+v1::GuestToHost MakeHello(const AgentIdentity& identity, uint64_t session_id) {
+  v1::GuestToHost message;
+  v1::Hello* hello = message.mutable_hello();
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_agent_version(identity.agent_version);
+  hello->set_session_id(session_id);
+  hello->set_kernel_release(identity.kernel.release);
+  hello->set_arch(identity.kernel.arch);
+  hello->set_boot_to_agent_ms(identity.boot_to_agent_ms);
+  hello->set_uptime_ms(static_cast<uint64_t>(ClockMs(CLOCK_BOOTTIME)));
+  hello->set_agent_pid(identity.pid);
+  return message;
+}
+
+v1::GuestToHost MakeHeartbeat(uint64_t seq) {
+  v1::GuestToHost message;
+  v1::Heartbeat* heartbeat = message.mutable_heartbeat();
+  heartbeat->set_seq(seq);
+  heartbeat->set_uptime_ms(static_cast<uint64_t>(ClockMs(CLOCK_BOOTTIME)));
+  MemInfo mem = ReadMemInfo();
+  heartbeat->set_mem_total_bytes(mem.total_bytes);
+  heartbeat->set_mem_available_bytes(mem.available_bytes);
+  heartbeat->set_load1_x100(ReadLoad1x100());
+  return message;
+}
+
+v1::GuestToHost MakeShutdownAck() {
+  v1::GuestToHost message;
+  message.mutable_shutdown_ack();
+  return message;
+}
+
+link::Frame ControlFrame(const v1::GuestToHost& message) {
+  link::Frame frame;
+  frame.type = link::FrameType::kControl;
+  frame.stream_id = 0;
+  message.SerializeToString(&frame.payload);
+  return frame;
+}
+
+void CorrectClock(int64_t host_time_unix_ms) {
+  if (host_time_unix_ms <= 0) return;  // the host did not say
+  int64_t skew = host_time_unix_ms - ClockMs(CLOCK_REALTIME);
+  if (skew >= -kMaxClockSkewMs && skew <= kMaxClockSkewMs) return;
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(host_time_unix_ms / 1000);
+  ts.tv_nsec = static_cast<long>(host_time_unix_ms % 1000) * 1000000;
+  if (clock_settime(CLOCK_REALTIME, &ts) != 0) {
+    Log("guest clock is %lld ms off the host's but cannot be set: %s", static_cast<long long>(skew),
+        std::strerror(errno));
+    return;
+  }
+  Log("set the guest clock to the host's (it was %lld ms off)", static_cast<long long>(skew));
+}
+
+}  // namespace cove::agent

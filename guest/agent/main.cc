@@ -1,0 +1,67 @@
+// cove-agent: the guest end of the cove agent link. See docs/agent-link.md.
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "guest/agent/agent.h"
+#include "guest/agent/control.h"
+#include "guest/agent/flags.h"
+#include "guest/agent/log.h"
+#include "guest/agent/sysinfo.h"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Taken first: how long the boot took until the agent ran.
+  const auto boot_to_agent_ms = static_cast<uint64_t>(cove::agent::ClockMs(CLOCK_BOOTTIME));
+
+  cove::agent::FlagsResult parsed = cove::agent::ParseFlags(argc, argv);
+  if (!parsed.error.empty()) {
+    std::fprintf(stderr, "cove-agent: %s (see cove-agent --help)\n", parsed.error.c_str());
+    return kExitUsage;
+  }
+  const cove::agent::Flags& flags = parsed.flags;
+  if (flags.show_help) {
+    std::fputs(cove::agent::kUsage, stdout);
+    return 0;
+  }
+  if (flags.show_version) {
+    std::printf("cove-agent %s\n", COVE_VERSION);
+    return 0;
+  }
+
+  // A write to a channel the host closed must fail with EPIPE, not kill us.
+  signal(SIGPIPE, SIG_IGN);
+  // SIGTERM and SIGINT arrive through a signalfd that the loop polls, so a
+  // stop is handled between poll rounds, never inside one. Child processes
+  // (exec, later) must unblock these again.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  if (sigprocmask(SIG_BLOCK, &stop_signals, nullptr) != 0) {
+    cove::agent::Log("sigprocmask: %s", std::strerror(errno));
+    return 1;
+  }
+  int stop_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (stop_fd < 0) {
+    cove::agent::Log("signalfd: %s", std::strerror(errno));
+    return 1;
+  }
+
+  cove::agent::AgentOptions options;
+  options.channel.connect_path = flags.connect_path;
+  options.channel.port_name = flags.port_name;
+  options.heartbeat_ms = flags.heartbeat_ms;
+  options.poweroff = flags.poweroff;
+  cove::agent::Agent agent(std::move(options), cove::agent::CurrentIdentity(boot_to_agent_ms),
+                           stop_fd);
+  return agent.Run();
+}
