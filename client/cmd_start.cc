@@ -1,0 +1,89 @@
+#include <cstdio>
+#include <iostream>
+
+#include "client/cmd_lifecycle.h"
+#include "client/commands.h"
+#include "client/output.h"
+#include "client/spec_flags.h"
+
+namespace cove::client {
+namespace {
+
+std::string PhaseName(cove::v1::StartPhase phase) {
+  switch (phase) {
+    case cove::v1::START_PHASE_CREATING: return "creating";
+    case cove::v1::START_PHASE_PREPARING_DISK: return "preparing disk";
+    case cove::v1::START_PHASE_PROBING_ACCEL: return "probing accel";
+    case cove::v1::START_PHASE_BOOTING: return "booting";
+    case cove::v1::START_PHASE_WAITING_FOR_AGENT: return "waiting for agent";
+    case cove::v1::START_PHASE_RUNNING: return "running";
+    default: return "working";
+  }
+}
+
+}  // namespace
+
+int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req) {
+  grpc::ClientContext call;
+  auto reader = ctx.machines().Start(&call, req);
+  cove::v1::StartMachineResponse resp;
+  cove::v1::Machine machine;
+  while (reader->Read(&resp)) {
+    if (resp.has_machine()) {
+      machine = resp.machine();
+      continue;
+    }
+    if (!ctx.json) PrintProgress(req.name(), PhaseName(resp.phase()), resp.message(), resp.elapsed_ms());
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return Context::Fail(st);
+  if (ctx.json) {
+    std::cout << MachineJson(machine).dump(2) << "\n";
+  } else {
+    std::fprintf(stderr, "%s: running (agent ready %.1fs after qemu started)\n",
+                 machine.name().c_str(), machine.guest().start_to_ready_ms() / 1000.0);
+  }
+  return 0;
+}
+
+void RegisterStart(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* cmd = app.add_subcommand(
+      "start", "Start a machine; with no name, start \"default\" (created if missing)");
+  auto name = std::make_shared<std::string>();
+  auto flags = std::make_shared<SpecFlags>();
+  auto timeout = std::make_shared<unsigned>(0);
+  cmd->add_option("name", *name, "Machine name (default: default)");
+  flags->Add(*cmd);
+  cmd->add_option("--timeout", *timeout, "Seconds to wait for the guest (default 180)");
+  cmd->add_flag("--json", ctx.json, "Print the machine as JSON when running");
+  cmd->callback([&ctx, &exit_code, name, flags, timeout]() {
+    auto spec = flags->ToSpec();
+    if (!spec.ok()) {
+      exit_code = Context::Fail(spec.status());
+      return;
+    }
+    cove::v1::StartMachineRequest req;
+    req.set_name(name->empty() ? "default" : *name);
+    req.set_create_if_missing(name->empty() || *name == "default");
+    *req.mutable_spec() = *spec;
+    req.set_timeout_seconds(*timeout);
+    exit_code = RunStart(ctx, req);
+  });
+}
+
+void RegisterRestart(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* cmd = app.add_subcommand("restart", "Stop a machine, then start it again");
+  auto name = std::make_shared<std::string>("default");
+  auto force = std::make_shared<bool>(false);
+  cmd->add_option("name", *name, "Machine name (default: default)");
+  cmd->add_flag("-f,--force", *force, "Kill instead of a clean shutdown");
+  cmd->callback([&ctx, &exit_code, name, force]() {
+    exit_code = RunStop(ctx, *name, *force, 0);
+    if (exit_code != 0) return;
+    cove::v1::StartMachineRequest req;
+    req.set_name(*name);
+    exit_code = RunStart(ctx, req);
+  });
+}
+
+}  // namespace cove::client

@@ -1,0 +1,135 @@
+#include "client/output.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_format.h"
+#include "common/sizes.h"
+
+namespace cove::client {
+
+using google::protobuf::util::TimeUtil;
+
+std::string StateName(cove::v1::MachineState state) {
+  switch (state) {
+    case cove::v1::MACHINE_STATE_STOPPED: return "stopped";
+    case cove::v1::MACHINE_STATE_STARTING: return "starting";
+    case cove::v1::MACHINE_STATE_RUNNING: return "running";
+    case cove::v1::MACHINE_STATE_STOPPING: return "stopping";
+    case cove::v1::MACHINE_STATE_ERROR: return "error";
+    default: return "unknown";
+  }
+}
+
+std::string AccelName(cove::v1::Accel accel) {
+  switch (accel) {
+    case cove::v1::ACCEL_AUTO: return "auto";
+    case cove::v1::ACCEL_KVM: return "kvm";
+    case cove::v1::ACCEL_HVF: return "hvf";
+    case cove::v1::ACCEL_TCG: return "tcg";
+    default: return "";
+  }
+}
+
+std::string EventKindName(cove::v1::EventKind kind) {
+  switch (kind) {
+    case cove::v1::EVENT_KIND_MACHINE_SNAPSHOT: return "snapshot";
+    case cove::v1::EVENT_KIND_MACHINE_CREATED: return "created";
+    case cove::v1::EVENT_KIND_MACHINE_STATE_CHANGED: return "state";
+    case cove::v1::EVENT_KIND_MACHINE_DELETED: return "deleted";
+    case cove::v1::EVENT_KIND_AGENT_CONNECTED: return "agent-connected";
+    case cove::v1::EVENT_KIND_AGENT_DISCONNECTED: return "agent-disconnected";
+    case cove::v1::EVENT_KIND_FORWARD_CHANGED: return "forward";
+    case cove::v1::EVENT_KIND_OOM_KILL: return "oom-kill";
+    default: return "unknown";
+  }
+}
+
+nlohmann::json MachineJson(const cove::v1::Machine& m) {
+  const auto& s = m.spec();
+  nlohmann::json j = {
+      {"name", m.name()},
+      {"state", StateName(m.state())},
+      {"cpus", s.cpus()},
+      {"memory", s.memory_bytes()},
+      {"disk", s.disk_bytes()},
+      {"arch", s.arch()},
+      {"accel", m.accel_in_use() != cove::v1::ACCEL_UNSPECIFIED ? AccelName(m.accel_in_use())
+                                                                 : AccelName(s.accel())},
+      {"accel_requested", AccelName(s.accel())},
+      {"driver", "qemu"},
+      {"image", m.image().path()},
+      {"dir", m.dir()},
+      {"pid", m.pid()},
+      {"error", m.error()},
+      {"paths",
+       {{"serial_log", m.paths().serial_log()},
+        {"qmp_socket", m.paths().qmp_socket()},
+        {"agent_socket", m.paths().agent_socket()},
+        {"disk", m.paths().disk()}}},
+      {"sockets", nlohmann::json::object()},
+  };
+  if (m.has_created_at()) j["created_at"] = TimeUtil::ToString(m.created_at());
+  if (m.has_started_at()) j["started_at"] = TimeUtil::ToString(m.started_at());
+  if (m.has_guest() && !m.guest().agent_version().empty()) {
+    const auto& g = m.guest();
+    j["guest"] = {{"agent_version", g.agent_version()},
+                  {"kernel", g.kernel_release()},
+                  {"arch", g.arch()},
+                  {"boot_to_agent_ms", g.boot_to_agent_ms()},
+                  {"start_to_ready_ms", g.start_to_ready_ms()},
+                  {"mem_total", g.mem_total_bytes()},
+                  {"mem_available", g.mem_available_bytes()}};
+  }
+  return j;
+}
+
+nlohmann::json ImageJson(const cove::v1::Image& image) {
+  nlohmann::json j = {{"name", image.name()},     {"path", image.path()},
+                      {"arch", image.arch()},     {"suite", image.suite()},
+                      {"kernel", image.kernel_version()}, {"size", image.size_bytes()},
+                      {"packages", image.packages()}, {"sha256", image.sha256()},
+                      {"used_by", image.used_by()}};
+  return j;
+}
+
+nlohmann::json EventJson(const cove::v1::Event& e) {
+  nlohmann::json j = {{"kind", EventKindName(e.kind())},
+                      {"machine", e.machine_name()},
+                      {"message", e.message()},
+                      {"sequence", e.sequence()}};
+  if (e.has_time()) j["time"] = TimeUtil::ToString(e.time());
+  if (e.has_machine()) j["state"] = StateName(e.machine().state());
+  if (e.kind() == cove::v1::EVENT_KIND_MACHINE_STATE_CHANGED) {
+    j["previous_state"] = StateName(e.previous_state());
+  }
+  return j;
+}
+
+std::string MachineTable(const cove::v1::ListMachinesResponse& list) {
+  std::string out = absl::StrFormat("%-20s %-9s %-7s %4s %8s %8s %-5s %s\n", "NAME", "STATE",
+                                    "ARCH", "CPUS", "MEMORY", "DISK", "ACCEL", "ERROR");
+  for (const auto& m : list.machines()) {
+    const auto& s = m.spec();
+    std::string accel = m.accel_in_use() != cove::v1::ACCEL_UNSPECIFIED
+                            ? AccelName(m.accel_in_use())
+                            : AccelName(s.accel());
+    out += absl::StrFormat("%-20s %-9s %-7s %4d %8s %8s %-5s %s\n", m.name(), StateName(m.state()),
+                           s.arch(), s.cpus(), FormatSize(s.memory_bytes()),
+                           FormatSize(s.disk_bytes()), accel, m.error().substr(0, 60));
+  }
+  return out;
+}
+
+std::string ImageTable(const cove::v1::ListImagesResponse& list) {
+  std::string out = absl::StrFormat("%-28s %-8s %-24s %8s %s\n", "NAME", "ARCH", "KERNEL",
+                                    "SIZE", "USED BY");
+  for (const auto& img : list.images()) {
+    std::string users;
+    for (const auto& u : img.used_by()) users += (users.empty() ? "" : ",") + u;
+    out += absl::StrFormat("%-28s %-8s %-24s %8s %s\n", img.name(), img.arch(),
+                           img.kernel_version(), FormatSize(img.size_bytes()), users);
+  }
+  return out;
+}
+
+}  // namespace cove::client

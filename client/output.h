@@ -1,0 +1,27 @@
+// How machines and images look to people (tables) and to scripts (JSON with
+// plain names: state "running", sizes in bytes).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cove/v1/daemon.pb.h"
+#include "cove/v1/images.pb.h"
+#include "cove/v1/machines.pb.h"
+
+namespace cove::client {
+
+std::string StateName(cove::v1::MachineState state);
+std::string AccelName(cove::v1::Accel accel);
+std::string EventKindName(cove::v1::EventKind kind);
+
+nlohmann::json MachineJson(const cove::v1::Machine& m);
+nlohmann::json ImageJson(const cove::v1::Image& image);
+nlohmann::json EventJson(const cove::v1::Event& e);
+
+// One line per machine under a header.
+std::string MachineTable(const cove::v1::ListMachinesResponse& list);
+std::string ImageTable(const cove::v1::ListImagesResponse& list);
+
+}  // namespace cove::client

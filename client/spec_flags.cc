@@ -1,0 +1,68 @@
+#include "client/spec_flags.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/sizes.h"
+
+namespace cove::client {
+
+void SpecFlags::Add(CLI::App& cmd) {
+  cmd.add_option("--cpus", cpus, "Virtual CPUs (default 2)");
+  cmd.add_option("--memory", memory, "Memory, e.g. 4GiB, 512MiB, or 4 for 4 GiB (default 2GiB)");
+  cmd.add_option("--disk", disk, "Disk size, e.g. 20GiB or 20 (default 20GiB)");
+  cmd.add_option("--arch", arch, "Guest architecture: x86_64 or aarch64 (default: the host's)");
+  cmd.add_option("--accel", accel, "auto, kvm, hvf or tcg (default auto; env COVE_ACCEL)");
+  cmd.add_option("--image", image, "Image directory or cached image name");
+}
+
+absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
+  cove::v1::MachineSpec spec;
+  spec.set_cpus(cpus);
+  if (!memory.empty()) {
+    auto m = ParseSize(memory, "--memory");
+    if (!m.ok()) return m.status();
+    spec.set_memory_bytes(*m);
+  }
+  if (!disk.empty()) {
+    auto d = ParseSize(disk, "--disk");
+    if (!d.ok()) return d.status();
+    spec.set_disk_bytes(*d);
+  }
+  spec.set_arch(arch);
+  std::string a = accel;
+  if (a.empty()) {
+    if (const char* env = std::getenv("COVE_ACCEL")) a = env;
+  }
+  if (a.empty() || a == "auto") {
+    spec.set_accel(cove::v1::ACCEL_AUTO);
+  } else if (a == "kvm") {
+    spec.set_accel(cove::v1::ACCEL_KVM);
+  } else if (a == "hvf") {
+    spec.set_accel(cove::v1::ACCEL_HVF);
+  } else if (a == "tcg") {
+    spec.set_accel(cove::v1::ACCEL_TCG);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown accelerator \"", a, "\"; use auto, kvm, hvf or tcg"));
+  }
+  // A path is made absolute here: coved's working directory is not ours.
+  if (image.find('/') != std::string::npos) {
+    spec.set_image(std::filesystem::absolute(image).lexically_normal().string());
+  } else {
+    spec.set_image(image);
+  }
+  return spec;
+}
+
+void PrintProgress(const std::string& machine, const std::string& phase,
+                   const std::string& message, uint64_t elapsed_ms) {
+  std::fprintf(stderr, "%s: %-18s %s%s(%.1fs)\n", machine.c_str(), phase.c_str(),
+               message.c_str(), message.empty() ? "" : " ", elapsed_ms / 1000.0);
+}
+
+}  // namespace cove::client

@@ -1,0 +1,26 @@
+// The machine flags shared by create and start: --cpus, --memory, --disk,
+// --arch, --accel, --image.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cove/v1/machines.pb.h"
+
+namespace cove::client {
+
+struct SpecFlags {
+  unsigned cpus = 0;
+  std::string memory, disk, arch, accel, image;
+
+  void Add(CLI::App& cmd);
+  // Parsed sizes and enums; unset flags stay zero so coved fills defaults.
+  absl::StatusOr<cove::v1::MachineSpec> ToSpec() const;
+};
+
+// Progress lines of a start or stop stream, on stderr.
+void PrintProgress(const std::string& machine, const std::string& phase,
+                   const std::string& message, uint64_t elapsed_ms);
+
+}  // namespace cove::client

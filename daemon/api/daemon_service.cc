@@ -1,0 +1,44 @@
+#include "daemon/api/daemon_service.h"
+
+#include <unistd.h>
+
+#include "common/version.h"
+#include "daemon/api/status.h"
+#include "daemon/loop/channel.h"
+
+namespace cove::daemon::api {
+
+grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::GetInfoRequest*,
+                                    cove::v1::DaemonInfo* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  resp->set_version(kVersion);
+  resp->set_home(home_);
+  resp->set_socket(socket_);
+  resp->set_host_arch(host_.arch);
+  resp->set_host_os(host_.macos ? "darwin" : "linux");
+  resp->set_host_cpus(host_.cpus);
+  resp->set_host_memory_bytes(host_.memory_bytes);
+  resp->set_pid(::getpid());
+  // Waits for the accelerator probe if it is still running (seconds at most).
+  auto done = std::make_shared<Channel<absl::StatusOr<qemu::AccelReport>>>(1);
+  loop_.Post([this, done]() {
+    accel_.Resolve(host_.arch, [done](absl::StatusOr<qemu::AccelReport> r) { done->Push(r); });
+  });
+  auto report = done->Pop(std::chrono::seconds(30));
+  if (!report.has_value()) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the accelerator probe is still running");
+  }
+  if (!report->ok()) return ToGrpc(report->status());
+  resp->set_auto_accel((*report)->auto_accel);
+  resp->set_qemu_path((*report)->qemu_path);
+  resp->set_qemu_version((*report)->qemu_version);
+  for (const auto& v : (*report)->verdicts) {
+    auto* out = resp->add_accels();
+    out->set_accel(v.accel);
+    out->set_usable(v.usable);
+    out->set_reason(v.reason);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace cove::daemon::api

@@ -1,0 +1,163 @@
+#include "daemon/api/images_service.h"
+
+#include <filesystem>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/api/status.h"
+#include "daemon/loop/channel.h"
+
+namespace cove::daemon::api {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::vector<std::string>> ImagesService::UsersOf(const std::string& path) {
+  return loop_.Call<std::vector<std::string>>([this, path]() { return manager_.UsersOfImage(path); });
+}
+
+grpc::Status ImagesService::List(grpc::ServerContext* ctx, const cove::v1::ListImagesRequest*,
+                                 cove::v1::ListImagesResponse* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  for (const ImageInfo& info : images_.List()) {
+    cove::v1::Image img = info.ToProto();
+    if (auto users = UsersOf(info.path); users.ok()) {
+      for (auto& u : *users) img.add_used_by(u);
+    }
+    *resp->add_images() = std::move(img);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::BuildImageRequest* req,
+                                  grpc::ServerWriter<cove::v1::BuildImageResponse>* writer) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto arch = NormalizeArch(req->arch().empty() ? HostArch() : req->arch());
+  if (!arch.ok()) return ToGrpc(arch.status());
+  std::string out = req->output_dir().empty() ? images_.cache_path(ImageStore::DefaultName(*arch))
+                                              : fs::absolute(req->output_dir()).lexically_normal().string();
+  if (fs::exists(out)) {
+    if (!req->force()) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          absl::StrCat("an image already exists at ", out,
+                                       "; pass --force to rebuild it"));
+    }
+    auto users = UsersOf(out);
+    if (!users.ok()) return ToGrpc(users.status());
+    if (!users->empty()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("machines ", absl::StrJoin(*users, ", "),
+                                       " use the image at ", out,
+                                       "; delete them first or build to another --output"));
+    }
+  }
+  using Item = std::variant<cove::v1::BuildImageResponse, absl::Status>;
+  auto channel = std::make_shared<Channel<Item>>(4096);
+  const auto begun = std::chrono::steady_clock::now();
+  auto elapsed = [begun]() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - begun)
+                                     .count());
+  };
+  ImageBuilder::Request request{*arch, out, build_cache_};
+  if (!loop_.Post([this, request, channel, elapsed]() {
+        builder_.Build(
+            request,
+            [channel, elapsed](bool phase, const std::string& text) {
+              cove::v1::BuildImageResponse r;
+              if (phase) {
+                r.set_phase(text);
+              } else {
+                r.set_message(text);
+              }
+              r.set_elapsed_ms(elapsed());
+              channel->Push(std::move(r));
+            },
+            [channel](absl::Status st) { channel->Push(st); });
+      })) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
+  }
+  for (;;) {
+    auto item = channel->Pop(std::chrono::seconds(1));
+    if (!item.has_value()) {
+      if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+      continue;
+    }
+    if (auto* st = std::get_if<absl::Status>(&*item)) {
+      if (!st->ok()) return ToGrpc(*st);
+      break;
+    }
+    writer->Write(std::get<cove::v1::BuildImageResponse>(*item));
+  }
+  auto image = images_.Load(out, /*verify_digests=*/true);
+  if (!image.ok()) return ToGrpc(image.status());
+  cove::v1::BuildImageResponse last;
+  *last.mutable_image() = image->ToProto();
+  last.set_elapsed_ms(elapsed());
+  writer->Write(last);
+  return grpc::Status::OK;
+}
+
+grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
+                                   const cove::v1::ImportImageRequest* req,
+                                   grpc::ServerWriter<cove::v1::ImportImageResponse>* writer) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  cove::v1::ImportImageResponse r;
+  r.set_phase("verifying");
+  writer->Write(r);
+  auto src = images_.Load(req->path(), /*verify_digests=*/true);
+  if (!src.ok()) return ToGrpc(src.status());
+  const std::string name = req->name().empty() ? fs::path(src->path).filename().string() : req->name();
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid image name \"" + name + "\"");
+  }
+  const std::string dest = images_.cache_path(name);
+  if (fs::exists(dest)) {
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                        absl::StrCat("an image named ", name, " exists; delete it first"));
+  }
+  r.set_phase("copying");
+  writer->Write(r);
+  const std::string staging = dest + ".importing";
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  fs::copy(src->path, staging, fs::copy_options::recursive, ec);
+  if (!ec) fs::rename(staging, dest, ec);
+  if (ec) {
+    fs::remove_all(staging, ec);
+    return grpc::Status(grpc::StatusCode::INTERNAL, "cannot copy the image: " + ec.message());
+  }
+  auto image = images_.Load(dest, false);
+  if (!image.ok()) return ToGrpc(image.status());
+  cove::v1::ImportImageResponse last;
+  *last.mutable_image() = image->ToProto();
+  writer->Write(last);
+  return grpc::Status::OK;
+}
+
+grpc::Status ImagesService::Delete(grpc::ServerContext* ctx, const cove::v1::DeleteImageRequest* req,
+                                   cove::v1::DeleteImageResponse*) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  const std::string& name = req->name();
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid image name \"" + name + "\"");
+  }
+  const std::string path = images_.cache_path(name);
+  if (!fs::exists(path)) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no image named " + name + "; `cove image list` shows them");
+  }
+  auto users = UsersOf(path);
+  if (!users.ok()) return ToGrpc(users.status());
+  if (!users->empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("machines ", absl::StrJoin(*users, ", "),
+                                     " use image ", name, "; delete them first"));
+  }
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot delete: " + ec.message());
+  return grpc::Status::OK;
+}
+
+}  // namespace cove::daemon::api

@@ -1,0 +1,226 @@
+#include "daemon/api/machines_service.h"
+
+#include <chrono>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "daemon/api/status.h"
+#include "daemon/loop/channel.h"
+
+namespace cove::daemon::api {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Runs a machine operation on the loop and streams its progress to `writer`:
+// `Resp` messages built by `make_phase`, then the machine, then the status.
+template <typename Resp, typename PhaseEnum>
+grpc::Status StreamOperation(
+    EventLoop& loop, grpc::ServerContext* ctx, grpc::ServerWriter<Resp>* writer,
+    MachineManager& manager, const std::string& name,
+    std::function<void(Machine*, Machine::Progress, Machine::Done)> op) {
+  using Item = std::variant<Resp, absl::Status>;
+  auto channel = std::make_shared<Channel<Item>>(256);
+  const auto begun = Clock::now();
+  auto elapsed = [begun]() {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begun).count());
+  };
+  bool posted = loop.Post([&manager, name, op, channel, elapsed]() {
+    auto machine = manager.Find(name);
+    if (!machine.ok()) {
+      channel->Push(machine.status());
+      return;
+    }
+    Machine* m = *machine;
+    op(
+        m,
+        [channel, elapsed](int phase, const std::string& message) {
+          Resp r;
+          r.set_phase(static_cast<PhaseEnum>(phase));
+          r.set_message(message);
+          r.set_elapsed_ms(elapsed());
+          channel->Push(std::move(r));
+        },
+        [channel, elapsed, &manager, name](absl::Status st) {
+          if (st.ok()) {
+            if (auto again = manager.Find(name); again.ok()) {
+              Resp r;
+              *r.mutable_machine() = (*again)->view();
+              r.set_elapsed_ms(elapsed());
+              channel->Push(std::move(r));
+            }
+          }
+          channel->Push(st);
+        });
+  });
+  if (!posted) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
+  for (;;) {
+    auto item = channel->Pop(std::chrono::seconds(1));
+    if (!item.has_value()) {
+      // The operation goes on without a listener if the client leaves.
+      if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+      continue;
+    }
+    if (auto* st = std::get_if<absl::Status>(&*item)) return ToGrpc(*st);
+    writer->Write(std::get<Resp>(*item));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<cove::v1::Machine> MachinesService::DoCreate(const std::string& name,
+                                                            const cove::v1::MachineSpec& in) {
+  if (auto st = ValidateName(name); !st.ok()) return st;
+  auto spec = NormalizeSpec(in, host_);
+  if (!spec.ok()) return spec.status();
+  // Quick existence check before hashing the image.
+  auto exists = loop_.Call<bool>([this, name]() { return manager_.Find(name).ok(); });
+  if (!exists.ok()) return exists.status();
+  if (*exists) {
+    return absl::AlreadyExistsError(absl::StrCat("a machine named '", name,
+                                                 "' already exists; pick another name or `cove "
+                                                 "delete ", name, "` first"));
+  }
+  auto image = images_.Resolve(spec->image(), spec->arch(), /*verify_digests=*/true);
+  if (!image.ok()) return image.status();
+  auto created = loop_.Call<absl::StatusOr<cove::v1::Machine>>(
+      [this, name, spec = *spec, image = *image]() { return manager_.Create(name, spec, image); });
+  if (!created.ok()) return created.status();
+  return *created;
+}
+
+grpc::Status MachinesService::Create(grpc::ServerContext* ctx,
+                                     const cove::v1::CreateMachineRequest* req,
+                                     cove::v1::Machine* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto created = DoCreate(req->name(), req->spec());
+  if (!created.ok()) return ToGrpc(created.status());
+  *resp = *created;
+  return grpc::Status::OK;
+}
+
+grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
+                                    const cove::v1::StartMachineRequest* req,
+                                    grpc::ServerWriter<cove::v1::StartMachineResponse>* writer) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  if (auto st = ValidateName(req->name()); !st.ok()) return ToGrpc(st);
+  if (req->create_if_missing()) {
+    auto exists = loop_.Call<bool>([this, name = req->name()]() { return manager_.Find(name).ok(); });
+    if (!exists.ok()) return ToGrpc(exists.status());
+    if (!*exists) {
+      cove::v1::StartMachineResponse r;
+      r.set_phase(cove::v1::START_PHASE_CREATING);
+      r.set_message("creating machine '" + req->name() + "'");
+      writer->Write(r);
+      auto created = DoCreate(req->name(), req->spec());
+      if (!created.ok() && !absl::IsAlreadyExists(created.status())) {
+        return ToGrpc(created.status());
+      }
+    }
+  }
+  const uint32_t timeout = req->timeout_seconds();
+  return StreamOperation<cove::v1::StartMachineResponse, cove::v1::StartPhase>(
+      loop_, ctx, writer, manager_, req->name(),
+      [timeout](Machine* m, Machine::Progress p, Machine::Done d) {
+        m->Start(timeout, std::move(p), std::move(d));
+      });
+}
+
+grpc::Status MachinesService::Stop(grpc::ServerContext* ctx,
+                                   const cove::v1::StopMachineRequest* req,
+                                   grpc::ServerWriter<cove::v1::StopMachineResponse>* writer) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  const bool force = req->force();
+  const uint32_t timeout = req->timeout_seconds();
+  return StreamOperation<cove::v1::StopMachineResponse, cove::v1::StopPhase>(
+      loop_, ctx, writer, manager_, req->name(),
+      [force, timeout](Machine* m, Machine::Progress p, Machine::Done d) {
+        m->Stop(force, timeout, std::move(p), std::move(d));
+      });
+}
+
+grpc::Status MachinesService::Delete(grpc::ServerContext* ctx,
+                                     const cove::v1::DeleteMachineRequest* req,
+                                     cove::v1::DeleteMachineResponse*) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto done = std::make_shared<Channel<absl::Status>>(1);
+  if (!loop_.Post([this, name = req->name(), force = req->force(), done]() {
+        manager_.Delete(name, force, [done](absl::Status st) { done->Push(st); });
+      })) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
+  }
+  for (;;) {
+    if (auto st = done->Pop(std::chrono::seconds(1)); st.has_value()) return ToGrpc(*st);
+    if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+  }
+}
+
+grpc::Status MachinesService::List(grpc::ServerContext* ctx, const cove::v1::ListMachinesRequest*,
+                                   cove::v1::ListMachinesResponse* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto list = loop_.Call<std::vector<cove::v1::Machine>>([this]() { return manager_.List(); });
+  if (!list.ok()) return ToGrpc(list.status());
+  for (auto& m : *list) *resp->add_machines() = std::move(m);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachinesService::Get(grpc::ServerContext* ctx, const cove::v1::GetMachineRequest* req,
+                                  cove::v1::Machine* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto got = loop_.Call<absl::StatusOr<cove::v1::Machine>>(
+      [this, name = req->name()]() -> absl::StatusOr<cove::v1::Machine> {
+        auto m = manager_.Find(name);
+        if (!m.ok()) return m.status();
+        return (*m)->view();
+      });
+  if (!got.ok()) return ToGrpc(got.status());
+  if (!got->ok()) return ToGrpc(got->status());
+  *resp = **got;
+  return grpc::Status::OK;
+}
+
+grpc::Status MachinesService::Watch(grpc::ServerContext* ctx, const cove::v1::WatchRequest* req,
+                                    grpc::ServerWriter<cove::v1::Event>* writer) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto sub = events_.Subscribe();
+  if (!sub) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "too many watchers; close some `cove events` clients");
+  }
+  const std::string only = req->name();
+  bool wrote = false;
+  if (req->initial_snapshot()) {
+    auto list = loop_.Call<std::vector<cove::v1::Machine>>([this]() { return manager_.List(); });
+    if (list.ok()) {
+      for (const auto& m : *list) {
+        if (!only.empty() && m.name() != only) continue;
+        cove::v1::Event e;
+        e.set_kind(cove::v1::EVENT_KIND_MACHINE_SNAPSHOT);
+        e.set_machine_name(m.name());
+        *e.mutable_machine() = m;
+        if (!writer->Write(e)) break;
+        wrote = true;
+      }
+    }
+  }
+  // gRPC sends headers with the first message; flush them so clients know
+  // the watch is established even when nothing happens.
+  if (!wrote) writer->SendInitialMetadata();
+  grpc::Status result = grpc::Status::OK;
+  for (;;) {
+    auto event = sub->Pop(std::chrono::seconds(1));
+    if (!event.has_value()) {
+      if (sub->closed()) break;
+      if (ctx->IsCancelled()) break;
+      continue;
+    }
+    if (!only.empty() && event->machine_name() != only) continue;
+    if (!writer->Write(*event)) break;
+  }
+  events_.Unsubscribe(sub);
+  return result;
+}
+
+}  // namespace cove::daemon::api

@@ -1,0 +1,51 @@
+// cove.v1.Machines over gRPC. Translates only: checks the caller, hands the
+// work to the loop thread (MachineManager), streams what comes back, maps
+// errors in one place (status.h). Handlers block their own gRPC thread,
+// never the loop.
+#pragma once
+
+#include "cove/v1/machines.grpc.pb.h"
+#include "daemon/api/peer_auth.h"
+#include "daemon/image/image_store.h"
+#include "daemon/loop/event_loop.h"
+#include "daemon/machine/event_bus.h"
+#include "daemon/machine/machine_manager.h"
+#include "daemon/machine/spec.h"
+
+namespace cove::daemon::api {
+
+class MachinesService final : public cove::v1::Machines::Service {
+ public:
+  MachinesService(EventLoop& loop, MachineManager& manager, ImageStore& images, EventBus& events,
+                  const PeerAuth& auth, HostResources host)
+      : loop_(loop), manager_(manager), images_(images), events_(events), auth_(auth), host_(host) {}
+
+  grpc::Status Create(grpc::ServerContext* ctx, const cove::v1::CreateMachineRequest* req,
+                      cove::v1::Machine* resp) override;
+  grpc::Status Start(grpc::ServerContext* ctx, const cove::v1::StartMachineRequest* req,
+                     grpc::ServerWriter<cove::v1::StartMachineResponse>* writer) override;
+  grpc::Status Stop(grpc::ServerContext* ctx, const cove::v1::StopMachineRequest* req,
+                    grpc::ServerWriter<cove::v1::StopMachineResponse>* writer) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const cove::v1::DeleteMachineRequest* req,
+                      cove::v1::DeleteMachineResponse* resp) override;
+  grpc::Status List(grpc::ServerContext* ctx, const cove::v1::ListMachinesRequest* req,
+                    cove::v1::ListMachinesResponse* resp) override;
+  grpc::Status Get(grpc::ServerContext* ctx, const cove::v1::GetMachineRequest* req,
+                   cove::v1::Machine* resp) override;
+  grpc::Status Watch(grpc::ServerContext* ctx, const cove::v1::WatchRequest* req,
+                     grpc::ServerWriter<cove::v1::Event>* writer) override;
+
+ private:
+  // Validates, verifies the image (off the loop: it hashes files), creates.
+  absl::StatusOr<cove::v1::Machine> DoCreate(const std::string& name,
+                                             const cove::v1::MachineSpec& spec);
+
+  EventLoop& loop_;
+  MachineManager& manager_;
+  ImageStore& images_;
+  EventBus& events_;
+  const PeerAuth& auth_;
+  const HostResources host_;
+};
+
+}  // namespace cove::daemon::api

@@ -1,0 +1,106 @@
+#include "daemon/api/unix_listener.h"
+
+#include <fcntl.h>
+#include <grpcpp/server_posix.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace cove::daemon::api {
+namespace {
+
+bool PeerUid(int fd, uid_t* uid) {
+#if defined(__linux__)
+  struct ucred cred {};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  *uid = cred.uid;
+  return true;
+#else
+  gid_t gid;
+  return ::getpeereid(fd, uid, &gid) == 0;
+#endif
+}
+
+}  // namespace
+
+UnixListener::~UnixListener() { Stop(); }
+
+absl::Status UnixListener::Listen() {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path_));
+  }
+  std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  ::unlink(path_.c_str());  // stale: we hold the home's lock, so no coved owns it
+  // Create the socket 0600 from the start: no window where others could connect.
+  const mode_t old = ::umask(0177);
+  int rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::umask(old);
+  if (rc != 0 || ::listen(fd_, 128) != 0) {
+    return absl::InternalError(absl::StrCat("cannot listen on ", path_, ": ", std::strerror(errno)));
+  }
+  if (::pipe2(wake_, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  return absl::OkStatus();
+}
+
+void UnixListener::Serve(grpc::Server* server) {
+  thread_ = std::thread([this, server]() { AcceptLoop(server); });
+}
+
+void UnixListener::AcceptLoop(grpc::Server* server) {
+  for (;;) {
+    pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("listener poll: {}", std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (conn < 0) {
+      if (errno != EINTR && errno != EAGAIN) spdlog::warn("accept: {}", std::strerror(errno));
+      continue;
+    }
+    uid_t uid = static_cast<uid_t>(-1);
+    if (!PeerUid(conn, &uid)) {
+      spdlog::warn("cannot read the peer's credentials; closing the connection");
+      ::close(conn);
+      continue;
+    }
+    auth_.Record(conn, uid);
+    if (uid != ::getuid()) spdlog::warn("connection from uid {} will be refused", uid);
+    // gRPC takes ownership of the fd.
+    grpc::AddInsecureChannelFromFd(server, conn);
+  }
+}
+
+void UnixListener::Stop() {
+  if (wake_[1] >= 0) {
+    (void)!::write(wake_[1], "x", 1);
+  }
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(path_.c_str());
+  }
+  for (int& w : wake_) {
+    if (w >= 0) ::close(w);
+    w = -1;
+  }
+}
+
+}  // namespace cove::daemon::api

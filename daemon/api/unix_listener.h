@@ -1,0 +1,41 @@
+// Accepts connections on coved.sock and passes them to the gRPC server
+// after recording the peer's uid (see PeerAuth). The socket is created with
+// mode 0600 inside the 0700 cove home. A thread of its own: accept() must
+// not wait on the event loop, and gRPC owns each connection once handed
+// over.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "daemon/api/peer_auth.h"
+
+namespace cove::daemon::api {
+
+class UnixListener {
+ public:
+  UnixListener(std::string path, PeerAuth& auth) : path_(std::move(path)), auth_(auth) {}
+  ~UnixListener();
+
+  // Binds and listens (replacing a stale socket file).
+  absl::Status Listen();
+  // Starts handing connections to `server`.
+  void Serve(grpc::Server* server);
+  // Stops accepting and removes the socket file.
+  void Stop();
+
+ private:
+  void AcceptLoop(grpc::Server* server);
+
+  const std::string path_;
+  PeerAuth& auth_;
+  int fd_ = -1;
+  int wake_[2] = {-1, -1};
+  std::thread thread_;
+};
+
+}  // namespace cove::daemon::api

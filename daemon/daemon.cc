@@ -1,0 +1,109 @@
+#include "daemon/daemon.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
+#include "daemon/api/daemon_service.h"
+#include "daemon/api/images_service.h"
+#include "daemon/api/machines_service.h"
+#include "daemon/api/unix_listener.h"
+#include "daemon/driver/qemu/qemu_driver.h"
+#include "daemon/image/image_builder.h"
+#include "daemon/machine/machine_manager.h"
+#include "spdlog/spdlog.h"
+
+namespace cove::daemon {
+namespace {
+
+// Bounds what one client can make coved hold.
+constexpr int kMaxMessageBytes = 4 << 20;
+
+std::string AgentPath(const std::string& exe_dir) {
+  if (const char* env = std::getenv("COVE_AGENT_PATH"); env && *env) return env;
+  return exe_dir + "/cove-agent";
+}
+
+}  // namespace
+
+absl::Status RunDaemon(const DaemonOptions& options) {
+  const HomeLayout& layout = options.layout;
+  for (const std::string& dir : {layout.images(), layout.machines(), layout.cache()}) {
+    if (auto st = EnsurePrivateDir(dir); !st.ok()) return st;
+  }
+  EventLoop loop;
+  EventBus events;
+  MachineStore store(layout);
+  ImageStore images(layout);
+  qemu::QemuDriver driver(loop);
+  AccelResolver accel(loop, layout.cache());
+  const HostResources host = HostResources::Probe(layout.home);
+  MachineEnv env{loop, driver, store, images, events, accel, AgentPath(options.exe_dir)};
+  MachineManager manager(env);
+  ImageBuilder builder(loop, ImageBuilder::FindScript(options.exe_dir));
+  manager.LoadAll();
+  accel.Kick(host.arch);  // probe now, so the first start need not wait
+
+  api::PeerAuth auth(::getuid());
+  api::MachinesService machines_service(loop, manager, images, events, auth, host);
+  api::ImagesService images_service(loop, manager, images, builder, auth,
+                                    layout.cache() + "/image-build");
+  api::DaemonService daemon_service(loop, accel, auth, host, layout.home, layout.socket());
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder server_builder;
+  server_builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  server_builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  server_builder.RegisterService(&machines_service);
+  server_builder.RegisterService(&images_service);
+  server_builder.RegisterService(&daemon_service);
+  std::unique_ptr<grpc::Server> server = server_builder.BuildAndStart();
+  if (!server) return absl::InternalError("cannot start the gRPC server");
+
+  api::UnixListener listener(layout.socket(), auth);
+  if (auto st = listener.Listen(); !st.ok()) return st;
+  listener.Serve(server.get());
+  spdlog::info("coved {} listening on {} (pid {})", kVersion, layout.socket(), ::getpid());
+
+  // SIGTERM / SIGINT: stop accepting, finish RPCs briefly, stop the loop.
+  // Machines keep running; the next coved adopts them.
+  std::thread shutdown_thread;
+  auto on_signal = [&](int signum) {
+    spdlog::info("signal {}: shutting down", signum);
+    if (shutdown_thread.joinable()) return;
+    shutdown_thread = std::thread([&]() {
+      listener.Stop();
+      events.CloseAll();
+      server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      loop.Stop();
+    });
+  };
+  struct SignalWatch {
+    uv_signal_t handle;
+    std::function<void(int)>* fn;
+  };
+  std::function<void(int)> signal_fn = on_signal;
+  SignalWatch term{}, intr{};
+  for (auto [watch, signum] : {std::pair{&term, SIGTERM}, std::pair{&intr, SIGINT}}) {
+    uv_signal_init(loop.uv(), &watch->handle);
+    watch->fn = &signal_fn;
+    watch->handle.data = watch;
+    uv_signal_start(&watch->handle, [](uv_signal_t* h, int s) {
+      (*static_cast<SignalWatch*>(h->data)->fn)(s);
+    }, signum);
+  }
+
+  loop.Run();
+  if (shutdown_thread.joinable()) shutdown_thread.join();
+  server->Wait();
+  spdlog::info("coved stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace cove::daemon

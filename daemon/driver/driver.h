@@ -1,0 +1,85 @@
+// The hypervisor boundary. A Driver launches and adopts virtual machines; a
+// VmInstance is one running hypervisor process. QEMU is the first driver; a
+// vz driver (vfkit: a child process with a REST control socket) has the same
+// shape: build an argv, spawn, talk to a control socket.
+//
+// Threading: everything here is called on the daemon's loop thread, and
+// callbacks run on it. Ownership: the machine layer owns each VmInstance;
+// destroying it forgets the process (it keeps running, so a later coved can
+// adopt it) but closes every connection to it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cove/v1/machines.pb.h"
+
+namespace cove::daemon {
+
+// Everything a driver needs to run one machine. Paths are absolute.
+struct LaunchSpec {
+  std::string name;
+  std::string arch;  // "x86_64" or "aarch64"
+  uint32_t cpus = 0;
+  uint64_t memory_bytes = 0;
+  cove::v1::Accel accel = cove::v1::ACCEL_TCG;  // resolved, never AUTO
+  std::string kernel;
+  std::string initrd;
+  std::string disk;  // qcow2
+  std::string cmdline;
+  std::string serial_log;
+  std::string qmp_socket;
+  std::string agent_socket;
+  std::string pid_file;
+  std::string hypervisor_log;  // the hypervisor's own stdout and stderr
+};
+
+// How a hypervisor process ended.
+struct VmExit {
+  // The guest powered itself off (or we asked it to and it did).
+  bool clean = false;
+  // Human-readable: "guest powered off", "qemu killed by signal 9", ...
+  std::string reason;
+};
+
+struct VmCallbacks {
+  // The process is gone. Runs once, last.
+  std::function<void(const VmExit&)> on_exit;
+  // Something the guest did that the machine should know: "reset", "stop",
+  // "panic". Informational; the process lives on.
+  std::function<void(const std::string& what)> on_guest_event;
+};
+
+class VmInstance {
+ public:
+  virtual ~VmInstance() = default;
+  virtual int pid() const = 0;
+  // Asks the guest to power off as a power button would (ACPI).
+  virtual void RequestPowerdown() = 0;
+  // Ends the hypervisor without the guest's help (qemu: QMP quit).
+  virtual void Quit() = 0;
+  // SIGKILL.
+  virtual void Kill() = 0;
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+  // Makes the machine's disk: a copy-on-write overlay over `base_image` (raw)
+  // of `size_bytes`. Blocking; short.
+  virtual absl::Status CreateDisk(const std::string& base_image, const std::string& disk,
+                                  uint64_t size_bytes) = 0;
+  // Starts the hypervisor in its own session, so it outlives coved.
+  virtual absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,
+                                                             VmCallbacks callbacks) = 0;
+  // Takes over a hypervisor started by an earlier coved, if `pid` still is
+  // that machine's hypervisor.
+  virtual absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec& spec, int pid,
+                                                            VmCallbacks callbacks) = 0;
+};
+
+}  // namespace cove::daemon

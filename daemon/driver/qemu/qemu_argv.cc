@@ -1,0 +1,71 @@
+#include "daemon/driver/qemu/qemu_argv.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace cove::daemon::qemu {
+
+std::string QemuBinaryName(const std::string& arch) {
+  return absl::StrCat("qemu-system-", arch);
+}
+
+std::string EscapeOptionValue(const std::string& value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    out.push_back(c);
+    if (c == ',') out.push_back(',');
+  }
+  return out;
+}
+
+std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const LaunchSpec& spec) {
+  const bool arm = spec.arch == "aarch64";
+  std::vector<std::string> argv = {qemu_binary};
+  auto add = [&argv](std::initializer_list<std::string> args) {
+    argv.insert(argv.end(), args.begin(), args.end());
+  };
+
+  add({"-name", absl::StrCat("cove-", spec.name, ",debug-threads=on")});
+  add({"-nodefaults", "-no-user-config", "-display", "none"});
+  switch (spec.accel) {
+    case cove::v1::ACCEL_KVM:
+      add({"-accel", "kvm", "-cpu", "host"});
+      break;
+    case cove::v1::ACCEL_HVF:
+      add({"-accel", "hvf", "-cpu", "host"});
+      break;
+    default:
+      // Multi-threaded TCG with a large translation cache, as Lima does under
+      // emulation; "max" gives the guest every feature TCG can emulate.
+      add({"-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max"});
+      break;
+  }
+  add({"-machine", arm ? "virt" : "q35"});
+  add({"-smp", std::to_string(spec.cpus)});
+  add({"-m", absl::StrCat(spec.memory_bytes / (1024 * 1024), "M")});
+
+  // Direct kernel boot: no bootloader, no firmware menus.
+  add({"-kernel", spec.kernel, "-initrd", spec.initrd, "-append", spec.cmdline});
+
+  add({"-drive", absl::StrCat("file=", EscapeOptionValue(spec.disk),
+                              ",if=none,id=root,format=qcow2,discard=unmap,cache=writeback")});
+  add({"-device", "virtio-blk-pci,drive=root"});
+  add({"-netdev", "user,id=net0"});
+  add({"-device", "virtio-net-pci,netdev=net0"});
+  add({"-device", "virtio-rng-pci"});
+
+  // The agent link: qemu listens, coved connects (and reconnects after a
+  // restart of coved, which is what makes re-adoption possible).
+  add({"-device", "virtio-serial-pci,id=vser0"});
+  add({"-chardev", absl::StrCat("socket,id=agent,path=", EscapeOptionValue(spec.agent_socket),
+                                ",server=on,wait=off")});
+  add({"-device", absl::StrCat("virtserialport,bus=vser0.0,chardev=agent,name=", kAgentPortName)});
+
+  add({"-chardev", absl::StrCat("file,id=serial0,path=", EscapeOptionValue(spec.serial_log))});
+  add({"-serial", "chardev:serial0"});
+  add({"-qmp", absl::StrCat("unix:", EscapeOptionValue(spec.qmp_socket), ",server=on,wait=off")});
+  add({"-pidfile", spec.pid_file});
+  return argv;
+}
+
+}  // namespace cove::daemon::qemu

@@ -1,0 +1,28 @@
+// The QEMU driver: qemu-system-ARCH as a child process in its own session,
+// controlled over QMP, with the guest agent on a virtio-serial chardev.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "daemon/driver/driver.h"
+#include "daemon/loop/event_loop.h"
+
+namespace cove::daemon::qemu {
+
+class QemuDriver : public Driver {
+ public:
+  explicit QemuDriver(EventLoop& loop) : loop_(loop) {}
+
+  absl::Status CreateDisk(const std::string& base_image, const std::string& disk,
+                          uint64_t size_bytes) override;
+  absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,
+                                                     VmCallbacks callbacks) override;
+  absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec& spec, int pid,
+                                                    VmCallbacks callbacks) override;
+
+ private:
+  EventLoop& loop_;
+};
+
+}  // namespace cove::daemon::qemu

@@ -1,0 +1,100 @@
+// The daemon's single event loop. One libuv loop thread owns every machine,
+// agent link and (later) forward; nothing else touches their state. Other
+// threads (gRPC handlers, the socket acceptor) hand work to it with Post() or
+// Call() and never block it.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace cove::daemon {
+
+class EventLoop {
+ public:
+  // Bound on closures waiting to run; Post() refuses beyond it.
+  static constexpr size_t kMaxPending = 4096;
+
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Loop thread only.
+  uv_loop_t* uv() { return &loop_; }
+
+  // Runs the loop on the calling thread (which becomes the loop thread) until
+  // Stop(). Pending closures still run before it returns.
+  void Run();
+
+  // Any thread. Makes Run() return once the current callbacks finish.
+  void Stop();
+
+  // Any thread. Queues `fn` to run on the loop thread. False when the loop is
+  // stopping or the queue is full; `fn` is then dropped unrun.
+  bool Post(std::function<void()> fn);
+
+  // Any thread but the loop's. Runs `fn` on the loop and waits up to
+  // `timeout` for its result.
+  template <typename T>
+  absl::StatusOr<T> Call(std::function<T()> fn,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  absl::Status Call(std::function<absl::Status()> fn,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  bool InLoopThread() const { return std::this_thread::get_id() == loop_thread_; }
+
+ private:
+  static void OnAsync(uv_async_t* handle);
+  void Drain();
+
+  uv_loop_t loop_{};
+  uv_async_t wakeup_{};
+  std::thread::id loop_thread_;
+  std::mutex mu_;
+  std::deque<std::function<void()>> pending_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+template <typename T>
+absl::StatusOr<T> EventLoop::Call(std::function<T()> fn, std::chrono::milliseconds timeout) {
+  auto promise = std::make_shared<std::promise<T>>();
+  std::future<T> result = promise->get_future();
+  if (!Post([promise, fn = std::move(fn)]() { promise->set_value(fn()); })) {
+    return absl::UnavailableError("coved is shutting down or overloaded; try again");
+  }
+  if (result.wait_for(timeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError("coved did not answer in time; see coved.log");
+  }
+  return result.get();
+}
+
+// A repeating or one-shot timer on the loop. Loop thread only.
+class Timer {
+ public:
+  explicit Timer(EventLoop& loop);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  // (Re)arms the timer: `fn` after `delay_ms`, then every `repeat_ms` if > 0.
+  void Start(uint64_t delay_ms, std::function<void()> fn, uint64_t repeat_ms = 0);
+  void Stop();
+
+ private:
+  static void OnTimer(uv_timer_t* handle);
+  uv_timer_t* handle_;  // freed in its close callback
+  std::function<void()> fn_;
+};
+
+}  // namespace cove::daemon

@@ -1,0 +1,90 @@
+// One machine's lifecycle, owned by the loop thread:
+//
+//   stopped --Start--> starting --agent hello--> running --Stop--> stopping --> stopped
+//      ^                  |                        |                              |
+//      +---- error <------+------ qemu crashed ----+------------------------------+
+//
+// One operation at a time: Start while starting or stopping, or Stop while
+// stopping, is refused with FAILED_PRECONDITION; Stop while starting cancels
+// the start. The hypervisor exiting at any time ends in stopped (the guest
+// powered off) or error (a crash), with an event.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "cove/v1/machines.pb.h"
+#include "daemon/agent/agent_link.h"
+#include "daemon/driver/driver.h"
+#include "daemon/image/image_store.h"
+#include "daemon/loop/event_loop.h"
+#include "daemon/machine/accel_resolver.h"
+#include "daemon/machine/event_bus.h"
+#include "daemon/store/machine_store.h"
+
+namespace cove::daemon {
+
+// What every machine shares. Outlives all machines.
+struct MachineEnv {
+  EventLoop& loop;
+  Driver& driver;
+  MachineStore& store;
+  ImageStore& images;
+  EventBus& events;
+  AccelResolver& accel;
+  std::string agent_path;  // cove-agent for x86_64 guests
+};
+
+class Machine {
+ public:
+  // Progress of an operation: a phase (the enum value of StartPhase or
+  // StopPhase) and a line for people. `done` runs once, last.
+  using Progress = std::function<void(int phase, const std::string& message)>;
+  using Done = std::function<void(absl::Status)>;
+
+  Machine(MachineEnv& env, cove::v1::Machine record);
+  ~Machine();
+
+  const cove::v1::Machine& view() const { return record_; }
+  const std::string& name() const { return record_.name(); }
+  cove::v1::MachineState state() const { return record_.state(); }
+  bool busy() const;
+
+  void Start(uint32_t timeout_s, Progress progress, Done done);
+  void Stop(bool force, uint32_t timeout_s, Progress progress, Done done);
+  // At coved startup: re-attach to a hypervisor an earlier coved started.
+  void Adopt();
+
+ private:
+  void SetState(cove::v1::MachineState state, const std::string& why);
+  void Persist();
+  void Boot(cove::v1::Accel accel);
+  LaunchSpec MakeLaunchSpec(cove::v1::Accel accel) const;
+  VmCallbacks MakeVmCallbacks();
+  void StartAgentLink();
+  void OnHello(const cove::agent::v1::Hello& hello);
+  void OnVmExit(const VmExit& exit);
+  void FailStart(const std::string& why);
+  void FinishStart(absl::Status status);
+  void FinishStop(absl::Status status);
+  void EscalateStop(int phase);
+  std::string SerialTail() const;
+
+  MachineEnv& env_;
+  cove::v1::Machine record_;
+  std::unique_ptr<VmInstance> vm_;
+  std::unique_ptr<AgentLink> agent_;
+  Timer start_deadline_;
+  Timer stop_step_;
+  Progress start_progress_, stop_progress_;
+  Done start_done_, stop_done_;
+  uint64_t launch_ms_ = 0;
+  int stop_phase_ = 0;
+  uint32_t stop_timeout_s_ = 0;
+  bool stop_requested_ = false;
+};
+
+}  // namespace cove::daemon

@@ -1,0 +1,94 @@
+#include "daemon/machine/spec.h"
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/sizes.h"
+#include "daemon/image/image_store.h"
+
+namespace cove::daemon {
+
+HostResources HostResources::Probe(const std::string& home) {
+  HostResources h;
+  h.cpus = std::max(1u, std::thread::hardware_concurrency());
+  h.memory_bytes = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                   static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  struct statvfs vfs {};
+  if (::statvfs(home.c_str(), &vfs) == 0) {
+    h.disk_bytes = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  }
+  h.arch = HostArch();
+#if defined(__APPLE__)
+  h.macos = true;
+#endif
+  return h;
+}
+
+absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec& in,
+                                                    const HostResources& host) {
+  cove::v1::MachineSpec spec = in;
+  if (spec.cpus() == 0) spec.set_cpus(std::min(kDefaultCpus, host.cpus));
+  if (spec.memory_bytes() == 0) spec.set_memory_bytes(std::min(kDefaultMemory, host.memory_bytes / 2));
+  if (spec.disk_bytes() == 0) spec.set_disk_bytes(kDefaultDisk);
+  if (spec.accel() == cove::v1::ACCEL_UNSPECIFIED) spec.set_accel(cove::v1::ACCEL_AUTO);
+  if (spec.driver() == cove::v1::DRIVER_UNSPECIFIED) spec.set_driver(cove::v1::DRIVER_QEMU);
+  if (spec.arch().empty()) spec.set_arch(host.arch);
+  auto arch = NormalizeArch(spec.arch());
+  if (!arch.ok()) return arch.status();
+  spec.set_arch(*arch);
+
+  if (spec.cpus() > host.cpus) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "--cpus ", spec.cpus(), " is more than this host's ", host.cpus, " CPUs"));
+  }
+  if (spec.memory_bytes() < kMinMemory) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory ", FormatSize(spec.memory_bytes()), " is too small; a machine needs at least ",
+        FormatSize(kMinMemory)));
+  }
+  if (spec.memory_bytes() > host.memory_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "--memory ", FormatSize(spec.memory_bytes()), " is more than this host's ",
+        FormatSize(host.memory_bytes)));
+  }
+  if (spec.disk_bytes() < kMinDisk) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--disk ", FormatSize(spec.disk_bytes()), " is too small; use at least ",
+        FormatSize(kMinDisk)));
+  }
+  if (host.disk_bytes != 0 && spec.disk_bytes() > host.disk_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "--disk ", FormatSize(spec.disk_bytes()), " is more than the ",
+        FormatSize(host.disk_bytes), " filesystem that holds the cove home"));
+  }
+  if (spec.driver() != cove::v1::DRIVER_QEMU) {
+    return absl::InvalidArgumentError("only the qemu driver exists yet; the vz driver is coming");
+  }
+  const bool native = spec.arch() == host.arch;
+  switch (spec.accel()) {
+    case cove::v1::ACCEL_KVM:
+      if (host.macos) return absl::InvalidArgumentError("kvm is Linux only; use --accel hvf or auto");
+      if (!native) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kvm cannot run a ", spec.arch(), " guest on a ", host.arch,
+            " host; use --accel tcg (emulation) or auto"));
+      }
+      break;
+    case cove::v1::ACCEL_HVF:
+      if (!host.macos) return absl::InvalidArgumentError("hvf is macOS only; use --accel kvm or auto");
+      if (!native) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "hvf cannot run a ", spec.arch(), " guest on a ", host.arch,
+            " host; use --accel tcg (emulation) or auto"));
+      }
+      break;
+    default:
+      break;
+  }
+  return spec;
+}
+
+}  // namespace cove::daemon

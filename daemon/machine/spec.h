@@ -1,0 +1,34 @@
+// Defaults and limits of a machine spec, as a pure function of what the user
+// asked and what the host has (so it is unit tested without a host).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cove/v1/machines.pb.h"
+
+namespace cove::daemon {
+
+struct HostResources {
+  uint32_t cpus = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t disk_bytes = 0;  // size of the filesystem holding COVE_HOME
+  std::string arch;         // "x86_64" / "aarch64"
+  bool macos = false;
+
+  static HostResources Probe(const std::string& home);
+};
+
+inline constexpr uint32_t kDefaultCpus = 2;
+inline constexpr uint64_t kDefaultMemory = 2ull << 30;
+inline constexpr uint64_t kDefaultDisk = 20ull << 30;
+inline constexpr uint64_t kMinMemory = 256ull << 20;
+inline constexpr uint64_t kMinDisk = 1ull << 30;
+
+// Fills defaults (2 CPUs, 2 GiB, 20 GiB, host arch, auto accel, qemu) and
+// checks limits; errors say what to change. Does not look at the image.
+absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec& in,
+                                                    const HostResources& host);
+
+}  // namespace cove::daemon
