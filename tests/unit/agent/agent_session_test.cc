@@ -1,0 +1,241 @@
+// Runs the real cove-agent binary with --connect against a unix socket that
+// the test listens on, and plays coved's part of the agent link.
+#include <signal.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "agent_harness.h"
+
+namespace cove::agent::test {
+namespace {
+
+using v1::GuestToHost;
+
+// Generous for a loaded CI machine; a healthy run takes milliseconds.
+constexpr int kTimeoutMs = 5000;
+
+v1::HostToGuest HostHello(uint64_t session_id) {
+  v1::HostToGuest message;
+  auto* hello = message.mutable_host_hello();
+  hello->set_protocol_version(1);
+  hello->set_host_version("test");
+  hello->set_session_id(session_id);
+  // The current time, so the agent (run as root here) never sets the clock.
+  hello->set_host_time_unix_ms(UnixMs());
+  return message;
+}
+
+v1::HostToGuest Shutdown(bool reboot) {
+  v1::HostToGuest message;
+  message.mutable_shutdown()->set_reboot(reboot);
+  return message;
+}
+
+// Reads the next Hello and checks what the agent says about itself.
+void ExpectHello(HostPeer& host, const AgentProcess& agent, uint64_t session_id) {
+  auto message = host.ReadUntil(GuestToHost::kHello, kTimeoutMs);
+  INFO(host.last_error());
+  REQUIRE(message);
+  const v1::Hello& hello = message->hello();
+  CHECK(hello.session_id() == session_id);
+  CHECK(hello.protocol_version() == 1);
+  CHECK(hello.agent_version() == COVE_VERSION);
+  utsname u{};
+  REQUIRE(uname(&u) == 0);
+  CHECK(hello.kernel_release() == u.release);
+  CHECK(hello.arch() == u.machine);
+  CHECK(hello.agent_pid() == static_cast<uint32_t>(agent.pid()));
+  CHECK(hello.boot_to_agent_ms() > 0);
+  CHECK(hello.uptime_ms() >= hello.boot_to_agent_ms());
+}
+
+// Accepts a connection, reads the unprompted Hello and completes the
+// handshake for `session_id`.
+void Handshake(HostPeer& host, const AgentProcess& agent, uint64_t session_id) {
+  INFO(host.last_error());
+  REQUIRE(host.Accept(kTimeoutMs));
+  ExpectHello(host, agent, 0);
+  host.Send(HostHello(session_id));
+  ExpectHello(host, agent, session_id);
+}
+
+void ExpectCleanExit(AgentProcess& agent) {
+  auto status = agent.WaitExit(kTimeoutMs);
+  REQUIRE(status);
+  REQUIRE(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("agent handshakes, beats, reconnects and shuts down", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--heartbeat-ms", "50", "--no-poweroff"});
+
+  Handshake(host, agent, 42);
+
+  // Heartbeats follow the handshake, numbered upwards, with real figures.
+  auto first = host.ReadUntil(GuestToHost::kHeartbeat, kTimeoutMs);
+  INFO(host.last_error());
+  REQUIRE(first);
+  auto second = host.ReadUntil(GuestToHost::kHeartbeat, kTimeoutMs);
+  REQUIRE(second);
+  CHECK(second->heartbeat().seq() > first->heartbeat().seq());
+  CHECK(second->heartbeat().uptime_ms() >= first->heartbeat().uptime_ms());
+  CHECK(first->heartbeat().mem_total_bytes() > 0);
+  CHECK(first->heartbeat().mem_available_bytes() > 0);
+  CHECK(first->heartbeat().mem_available_bytes() <= first->heartbeat().mem_total_bytes());
+
+  // coved goes away: the agent must come back on its own and greet again.
+  host.CloseConnection();
+  Handshake(host, agent, 43);
+  auto after = host.ReadUntil(GuestToHost::kHeartbeat, kTimeoutMs);
+  REQUIRE(after);
+  CHECK(after->heartbeat().seq() > second->heartbeat().seq());
+
+  host.Send(Shutdown(false));
+  auto ack = host.ReadUntil(GuestToHost::kShutdownAck, kTimeoutMs);
+  REQUIRE(ack);
+  ExpectCleanExit(agent);
+}
+
+TEST_CASE("agent acknowledges a reboot request with --no-poweroff", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  host.Send(Shutdown(true));
+  REQUIRE(host.ReadUntil(GuestToHost::kShutdownAck, kTimeoutMs));
+  ExpectCleanExit(agent);
+}
+
+TEST_CASE("agent ignores messages it does not understand", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 7);
+
+  link::Frame garbage;
+  garbage.type = link::FrameType::kControl;
+  garbage.payload = "\xff\xff\xff\xff";
+  host.SendFrame(garbage);
+  // A HostToGuest from a newer host: oneof field 99 (varint 1) is unknown.
+  link::Frame unknown;
+  unknown.type = link::FrameType::kControl;
+  unknown.payload = std::string("\x98\x06\x01", 3);
+  host.SendFrame(unknown);
+  link::Frame data_on_control;
+  data_on_control.type = link::FrameType::kData;
+  data_on_control.payload = "x";
+  host.SendFrame(data_on_control);
+
+  // The link is still up and the same session answers.
+  host.Send(HostHello(8));
+  auto hello = host.ReadUntil(GuestToHost::kHello, kTimeoutMs);
+  INFO(host.last_error());
+  REQUIRE(hello);
+  CHECK(hello->hello().session_id() == 8);
+}
+
+TEST_CASE("agent refuses byte streams with RESET for now", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+
+  link::Frame data;
+  data.type = link::FrameType::kData;
+  data.stream_id = 9;
+  data.payload = "ignored";
+  host.SendFrame(data);
+  link::Frame open;
+  open.type = link::FrameType::kOpen;
+  open.stream_id = 0x01020304;
+  host.SendFrame(open);
+
+  // The first non-control frame to come back is the RESET (DATA is ignored).
+  while (true) {
+    auto frame = host.ReadFrame(kTimeoutMs);
+    INFO(host.last_error());
+    REQUIRE(frame);
+    if (frame->type == link::FrameType::kControl) continue;  // heartbeats
+    CHECK(frame->type == link::FrameType::kReset);
+    CHECK(frame->stream_id == 0x01020304u);
+    CHECK(frame->payload.empty());
+    break;
+  }
+}
+
+TEST_CASE("a broken frame stream drops the link and the agent reconnects", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  host.SendRaw("this is not a frame header");
+  // The agent closes its end...
+  while (host.ReadFrame(kTimeoutMs)) {
+  }
+  CHECK(host.last_error() == "agent closed the connection");
+  // ...and comes back with a fresh Hello.
+  Handshake(host, agent, 2);
+}
+
+TEST_CASE("agent exits 0 on SIGTERM and SIGINT", "[agent][session]") {
+  for (int sig : {SIGTERM, SIGINT}) {
+    HostPeer host;
+    AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+    Handshake(host, agent, 1);
+    agent.Signal(sig);
+    ExpectCleanExit(agent);
+  }
+}
+
+TEST_CASE("agent exits 0 on SIGTERM while waiting to reconnect", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  // The unprompted Hello shows the agent is up, with its signals handled.
+  INFO(host.last_error());
+  REQUIRE(host.Accept(kTimeoutMs));
+  REQUIRE(host.ReadUntil(GuestToHost::kHello, kTimeoutMs));
+  host.CloseConnection();
+  agent.Signal(SIGTERM);
+  ExpectCleanExit(agent);
+}
+
+TEST_CASE("an absent host makes the agent back off, not spin", "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  // A host that hangs up at once, like a chardev without a client. Backoff
+  // doubles from 100 ms, so 6 connections take at least
+  // 100+200+400+800+1000 ms.
+  const int64_t start = MonotonicMs();
+  for (int i = 0; i < 6; ++i) {
+    INFO("connection " << i << ": " << host.last_error());
+    REQUIRE(host.Accept(kTimeoutMs));
+    host.CloseConnection();
+  }
+  const int64_t elapsed = MonotonicMs() - start;
+  CHECK(elapsed >= 2000);
+  // A spinning agent would use about all of that time on the CPU.
+  const long ticks = agent.CpuTicks();
+  const long ticks_per_s = sysconf(_SC_CLK_TCK);
+  INFO("agent used " << ticks << " ticks over " << elapsed << " ms");
+  CHECK(ticks * 1000 / ticks_per_s < elapsed / 10);
+}
+
+TEST_CASE("cove-agent rejects bad flags with exit 2", "[agent][flags]") {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"--bogus"}, {"--heartbeat-ms", "soon"}, {"--connect"}, {"extra"}}) {
+    AgentProcess agent(args);
+    auto status = agent.WaitExit(kTimeoutMs);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 2);
+  }
+  AgentProcess version({"--version"});
+  auto status = version.WaitExit(kTimeoutMs);
+  REQUIRE(status);
+  REQUIRE(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+}
+
+}  // namespace cove::agent::test

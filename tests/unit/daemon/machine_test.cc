@@ -1,0 +1,212 @@
+// Machine state transitions with a fake driver: the failure paths that a
+// real VM cannot be made to take on demand. The happy path (boot, agent
+// hello, stop) is tested for real in tests/integration.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "daemon/machine/machine_manager.h"
+#include "test_util.h"
+
+using namespace cove::daemon;
+using cove::testing::TempDir;
+
+namespace {
+
+class FakeInstance : public VmInstance {
+ public:
+  explicit FakeInstance(VmCallbacks cb) : cb_(std::move(cb)) {}
+  int pid() const override { return 4242; }
+  void RequestPowerdown() override { ++powerdowns; }
+  void Quit() override { ++quits; }
+  void Kill() override { Exit({false, "killed"}); }
+  void Exit(VmExit e) {
+    auto cb = cb_.on_exit;
+    cb(e);
+  }
+  int powerdowns = 0, quits = 0;
+
+ private:
+  VmCallbacks cb_;
+};
+
+class FakeDriver : public Driver {
+ public:
+  absl::Status CreateDisk(const std::string&, const std::string& disk, uint64_t) override {
+    cove::testing::WriteText(disk, "qcow2");
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,
+                                                     VmCallbacks cb) override {
+    last_spec = spec;
+    if (!launch_error.ok()) return launch_error;
+    auto vm = std::make_unique<FakeInstance>(std::move(cb));
+    last = vm.get();
+    return vm;
+  }
+  absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec&, int,
+                                                    VmCallbacks) override {
+    return absl::NotFoundError("gone");
+  }
+  absl::Status launch_error;
+  FakeInstance* last = nullptr;
+  LaunchSpec last_spec;
+};
+
+struct Fixture {
+  TempDir tmp;
+  cove::HomeLayout layout{tmp.path()};
+  EventLoop loop;
+  EventBus events;
+  MachineStore store{layout};
+  ImageStore images{layout};
+  FakeDriver driver;
+  AccelResolver accel{loop, tmp.path()};
+  std::unique_ptr<MachineEnv> env;
+  std::unique_ptr<MachineManager> manager;
+  std::string image_dir;
+
+  Fixture() {
+    std::filesystem::create_directories(layout.machines());
+    image_dir = cove::testing::MakeFakeImage(tmp.path() + "/image");
+    cove::testing::WriteText(tmp.path() + "/agent", "agent");
+    env = std::make_unique<MachineEnv>(
+        MachineEnv{loop, driver, store, images, events, accel, tmp.path() + "/agent"});
+    manager = std::make_unique<MachineManager>(*env);
+  }
+  Machine* Create(const std::string& name) {
+    cove::v1::MachineSpec spec;
+    spec.set_cpus(1);
+    spec.set_memory_bytes(512ull << 20);
+    spec.set_disk_bytes(1ull << 30);
+    spec.set_arch("x86_64");
+    spec.set_accel(cove::v1::ACCEL_TCG);
+    auto image = images.Load(image_dir, true);
+    REQUIRE(image.ok());
+    REQUIRE(manager->Create(name, spec, *image).ok());
+    return *manager->Find(name);
+  }
+  void Spin() {
+    for (int i = 0; i < 5; ++i) uv_run(loop.uv(), UV_RUN_NOWAIT);
+  }
+};
+
+auto Ignore() {
+  return [](int, const std::string&) {};
+}
+
+}  // namespace
+
+TEST_CASE("create makes the directory, disk and machine.json", "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STOPPED);
+  CHECK(std::filesystem::exists(f.layout.machine_dir("dev") + "/machine.json"));
+  CHECK(std::filesystem::exists(f.layout.machine_dir("dev") + "/disk.qcow2"));
+  cove::v1::MachineSpec spec;
+  spec.set_arch("x86_64");
+  auto image = f.images.Load(f.image_dir, false);
+  CHECK(absl::IsAlreadyExists(f.manager->Create("dev", spec, *image).status()));
+  spec.set_arch("aarch64");
+  CHECK(absl::IsInvalidArgument(f.manager->Create("other", spec, *image).status()));
+  CHECK_FALSE(std::filesystem::exists(f.layout.machine_dir("other")));
+}
+
+TEST_CASE("a launch failure puts the machine in error with the reason", "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  f.driver.launch_error = absl::FailedPreconditionError("qemu-system-x86_64 is not installed");
+  absl::Status result;
+  m->Start(0, Ignore(), [&](absl::Status st) { result = st; });
+  CHECK(absl::IsFailedPrecondition(result));
+  CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
+  CHECK(m->view().error().find("not installed") != std::string::npos);
+  // The reason is saved too.
+  CHECK(f.store.Load("dev")->error().find("not installed") != std::string::npos);
+}
+
+TEST_CASE("qemu dying during start is an error, and the kernel cmdline names the machine",
+          "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  std::optional<absl::Status> result;
+  std::vector<int> phases;
+  m->Start(0, [&](int p, const std::string&) { phases.push_back(p); },
+           [&](absl::Status st) { result = st; });
+  REQUIRE(f.driver.last != nullptr);
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STARTING);
+  CHECK(f.driver.last_spec.cmdline.find("cove.hostname=dev") != std::string::npos);
+  CHECK(phases.back() == cove::v1::START_PHASE_WAITING_FOR_AGENT);
+
+  absl::Status second;
+  m->Start(0, Ignore(), [&](absl::Status st) { second = st; });
+  CHECK(absl::IsFailedPrecondition(second));  // one operation at a time
+
+  f.driver.last->Exit({false, "qemu exited with status 1: boom"});
+  f.Spin();
+  REQUIRE(result.has_value());
+  CHECK(absl::IsAborted(*result));
+  CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
+  CHECK(m->view().error().find("boom") != std::string::npos);
+  CHECK(m->view().pid() == 0);
+}
+
+TEST_CASE("stop during start cancels it and ends stopped", "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  std::optional<absl::Status> started, stopped;
+  m->Start(0, Ignore(), [&](absl::Status st) { started = st; });
+  m->Stop(/*force=*/true, 0, Ignore(), [&](absl::Status st) { stopped = st; });
+  f.Spin();
+  REQUIRE(started.has_value());
+  CHECK(absl::IsCancelled(*started));
+  REQUIRE(stopped.has_value());
+  CHECK(stopped->ok());
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STOPPED);
+}
+
+TEST_CASE("stop of a stopped machine succeeds and changes nothing", "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  std::optional<absl::Status> stopped;
+  m->Stop(false, 0, Ignore(), [&](absl::Status st) { stopped = st; });
+  REQUIRE(stopped.has_value());
+  CHECK(stopped->ok());
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STOPPED);
+}
+
+TEST_CASE("delete refuses a busy machine without force and removes a stopped one",
+          "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  m->Start(0, Ignore(), [](absl::Status) {});
+  std::optional<absl::Status> deleted;
+  f.manager->Delete("dev", false, [&](absl::Status st) { deleted = st; });
+  REQUIRE(deleted.has_value());
+  CHECK(absl::IsFailedPrecondition(*deleted));
+  CHECK(std::string(deleted->message()).find("--force") != std::string::npos);
+  deleted.reset();
+  f.manager->Delete("dev", true, [&](absl::Status st) { deleted = st; });
+  f.Spin();
+  REQUIRE(deleted.has_value());
+  CHECK(deleted->ok());
+  CHECK_FALSE(std::filesystem::exists(f.layout.machine_dir("dev")));
+  CHECK(absl::IsNotFound(f.manager->Find("dev").status()));
+}
+
+TEST_CASE("a machine left running by an earlier coved whose qemu is gone loads as stopped",
+          "[machine]") {
+  Fixture f;
+  cove::v1::Machine record;
+  record.set_name("old");
+  record.set_state(cove::v1::MACHINE_STATE_RUNNING);
+  record.set_pid(999999);
+  record.set_dir(f.layout.machine_dir("old"));
+  std::filesystem::create_directories(record.dir());
+  REQUIRE(f.store.Save(record).ok());
+  f.manager->LoadAll();
+  auto m = f.manager->Find("old");
+  REQUIRE(m.ok());
+  CHECK((*m)->state() == cove::v1::MACHINE_STATE_STOPPED);
+  CHECK((*m)->view().pid() == 0);
+}

@@ -1,0 +1,76 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "daemon/driver/qemu/qemu_argv.h"
+
+using namespace cove::daemon;
+
+namespace {
+
+LaunchSpec Spec() {
+  LaunchSpec s;
+  s.name = "dev";
+  s.arch = "x86_64";
+  s.cpus = 2;
+  s.memory_bytes = 2ull << 30;
+  s.accel = cove::v1::ACCEL_TCG;
+  s.kernel = "/img/vmlinuz";
+  s.initrd = "/m/initrd.img";
+  s.disk = "/m/disk.qcow2";
+  s.cmdline = "console=ttyS0 root=/dev/vda";
+  s.serial_log = "/m/serial.log";
+  s.qmp_socket = "/m/qmp.sock";
+  s.agent_socket = "/m/agent.sock";
+  s.pid_file = "/m/qemu.pid";
+  return s;
+}
+
+std::string After(const std::vector<std::string>& argv, const std::string& flag, int nth = 0) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == flag && nth-- == 0) return argv[i + 1];
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("qemu argv under tcg", "[qemu]") {
+  auto argv = qemu::BuildQemuArgv("/usr/bin/qemu-system-x86_64", Spec());
+  CHECK(argv[0] == "/usr/bin/qemu-system-x86_64");
+  CHECK(After(argv, "-accel") == "tcg,thread=multi,tb-size=256");
+  CHECK(After(argv, "-cpu") == "max");
+  CHECK(After(argv, "-machine") == "q35");
+  CHECK(After(argv, "-m") == "2048M");
+  CHECK(After(argv, "-smp") == "2");
+  CHECK(After(argv, "-kernel") == "/img/vmlinuz");
+  CHECK(After(argv, "-append") == "console=ttyS0 root=/dev/vda");
+  CHECK(After(argv, "-qmp") == "unix:/m/qmp.sock,server=on,wait=off");
+  CHECK(After(argv, "-chardev") == "socket,id=agent,path=/m/agent.sock,server=on,wait=off");
+  CHECK(std::find(argv.begin(), argv.end(),
+                  "virtserialport,bus=vser0.0,chardev=agent,name=org.cove.agent.0") != argv.end());
+  // No shell anywhere.
+  for (const auto& a : argv) CHECK(a != "sh");
+}
+
+TEST_CASE("qemu argv with kvm uses the host cpu", "[qemu]") {
+  LaunchSpec s = Spec();
+  s.accel = cove::v1::ACCEL_KVM;
+  auto argv = qemu::BuildQemuArgv("qemu", s);
+  CHECK(After(argv, "-accel") == "kvm");
+  CHECK(After(argv, "-cpu") == "host");
+}
+
+TEST_CASE("aarch64 guests get the virt machine", "[qemu]") {
+  LaunchSpec s = Spec();
+  s.arch = "aarch64";
+  CHECK(qemu::QemuBinaryName("aarch64") == "qemu-system-aarch64");
+  CHECK(After(qemu::BuildQemuArgv("qemu", s), "-machine") == "virt");
+}
+
+TEST_CASE("commas in paths are escaped for qemu options", "[qemu]") {
+  LaunchSpec s = Spec();
+  s.disk = "/home/a,b/disk.qcow2";
+  auto argv = qemu::BuildQemuArgv("qemu", s);
+  CHECK(After(argv, "-drive").find("file=/home/a,,b/disk.qcow2,if=none") == 0);
+}
