@@ -1,5 +1,6 @@
 #include "guest/agent/agent.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -214,7 +215,13 @@ bool Agent::ShutDown(LinkConnection& conn, Session& session) {
     return true;
   }
   // busybox init: SIGUSR2 powers off, SIGTERM reboots. The agent keeps
-  // serving until init stops it with the other processes.
+  // serving until init stops it with the other processes. The marker file
+  // tells the image's rc.shutdown to power off at once after a clean
+  // unmount instead of waiting out busybox init's grace sleeps.
+  if (!session.reboot) {
+    int marker = open("/run/cove/poweroff-requested", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (marker >= 0) close(marker);
+  }
   const int sig = session.reboot ? SIGTERM : SIGUSR2;
   if (kill(1, sig) != 0) {
     Log("cannot signal init to %s: %s", session.reboot ? "reboot" : "power off",

@@ -27,6 +27,9 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
 
   add({"-name", absl::StrCat("cove-", spec.name, ",debug-threads=on")});
   add({"-nodefaults", "-no-user-config", "-display", "none"});
+  // A guest reboot or kernel panic (panic=-1) ends qemu instead of looping;
+  // the machine layer reports it with the console's last lines.
+  add({"-no-reboot"});
   switch (spec.accel) {
     case cove::v1::ACCEL_KVM:
       add({"-accel", "kvm", "-cpu", "host"});
@@ -37,7 +40,9 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
     default:
       // Multi-threaded TCG with a large translation cache, as Lima does under
       // emulation; "max" gives the guest every feature TCG can emulate.
-      add({"-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max"});
+      // On aarch64, "max" with the architected pointer-auth algorithm is
+      // very slow under TCG; the implementation-defined one is not.
+      add({"-accel", "tcg,thread=multi,tb-size=256", "-cpu", arm ? "max,pauth-impdef=on" : "max"});
       break;
   }
   add({"-machine", arm ? "virt" : "q35"});

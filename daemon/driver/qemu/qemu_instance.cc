@@ -98,7 +98,14 @@ void QemuInstance::ConnectQmp() {
 void QemuInstance::OnQmpEvent(const std::string& event, const nlohmann::json& data) {
   spdlog::info("{}: QMP event {} {}", spec_.name, event, data.dump());
   if (event == "SHUTDOWN") {
-    if (data.value("guest", false)) guest_shutdown_ = true;
+    // With -no-reboot a guest reboot or panic arrives as reason
+    // "guest-reset" (or "guest-panic"): not a clean power off.
+    const std::string reason = data.value("reason", "");
+    if (reason == "guest-reset" || reason == "guest-panic") {
+      guest_reset_ = true;
+    } else if (data.value("guest", false)) {
+      guest_shutdown_ = true;
+    }
   } else if (event == "RESET") {
     if (callbacks_.on_guest_event) callbacks_.on_guest_event("reset");
   } else if (event == "STOP") {
@@ -138,6 +145,8 @@ void QemuInstance::OnProcessGone() {
       std::string tail = QemuLogTail();
       exit.reason = absl::StrCat("qemu exited with status ", WEXITSTATUS(status),
                                  tail.empty() ? "" : ": ", tail);
+    } else if (guest_reset_) {
+      exit.reason = "the guest rebooted or its kernel panicked";
     } else {
       exit.clean = true;
       exit.reason = guest_shutdown_ ? "guest powered off" : "qemu exited";

@@ -46,6 +46,7 @@ class QemuInstance : public VmInstance {
   int pidfd_ = -1;
   int qmp_attempts_ = 0;
   bool guest_shutdown_ = false;
+  bool guest_reset_ = false;
   bool quit_requested_ = false;
   bool exited_ = false;
 };
