@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing cove needs on Debian 12 or
+# newer. Idempotent; run as root (or through sudo).
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+  exec sudo "$0" "$@"
+fi
+
+packages=(
+  # build
+  build-essential cmake pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libspdlog-dev nlohmann-json3-dev libuv1-dev libcli11-dev libssl-dev
+  catch2
+  # run: the hypervisor and disk tool
+  qemu-system-x86 qemu-utils
+  # guest image recipe (guest/image/build-image)
+  debian-archive-keyring dpkg-dev fakeroot e2fsprogs cpio busybox-static xz-utils zstd
+  ca-certificates
+  # tests
+  jq cpio procps util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js and npm run the API client test; keep an existing Node.js.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "all build and test dependencies are installed"
+fi

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds cove and runs every test: the unit tests, then the integration tests
+# that start a real coved and boot real VMs under TCG.
+#
+# The guest image the integration tests boot is built once through coved
+# (`cove image build`, which exercises the Images.Build API) and cached in
+# $COVE_TEST_IMAGE_CACHE (default /var/tmp/cove-test-images), keyed by the
+# sha256 of the image recipe, so it is rebuilt only when guest/image changes.
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${COVE_BUILD_DIR:-$src/build}
+cache=${COVE_TEST_IMAGE_CACHE:-/var/tmp/cove-test-images}
+
+echo "== build"
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOVE_BUILD_TESTS=ON >/dev/null
+cmake --build "$build" -j"$(nproc)"
+
+echo "== node client dependencies"
+(cd "$src/tests/integration/node" && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== guest image"
+key=$("$src/guest/image/recipe-hash")
+image="$cache/$key"
+if [ -f "$image/image.json" ]; then
+  echo "reusing $image"
+else
+  mkdir -p "$cache"
+  home=$(mktemp -d /tmp/cib-XXXXXX)
+  trap 'kill "$(cat "$home/coved.lock" 2>/dev/null)" 2>/dev/null || true; rm -rf "$home"' EXIT
+  COVE_HOME=$home "$build/bin/cove" image build --output "$image"
+  kill "$(cat "$home/coved.lock")" 2>/dev/null || true
+fi
+export COVE_TEST_IMAGE=$image
+
+echo "== tests"
+ctest --test-dir "$build" --output-on-failure
