@@ -391,6 +391,7 @@ void Machine::Adopt() {
     return;
   }
   vm_ = *std::move(vm);
+  record_.clear_guest();  // until the agent says hello again
   spdlog::info("{}: re-adopted qemu pid {}", name(), pid);
   if (s == cove::v1::MACHINE_STATE_STOPPING) {
     // The stop that was under way died with the old coved; finish it.
