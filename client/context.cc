@@ -52,7 +52,7 @@ absl::Status Context::EnsureDaemon() {
   if (const char* no = std::getenv("COVE_NO_AUTOSTART"); no && std::string(no) == "1") {
     return absl::UnavailableError(absl::StrCat(
         "coved is not running (no answer on ", sock, ") and COVE_NO_AUTOSTART=1; start it with "
-        "`coved` or `cove daemon start`"));
+        "`coved &` or unset COVE_NO_AUTOSTART"));
   }
   if (auto st = EnsurePrivateDir(layout().home); !st.ok()) return st;
   std::string coved = SelfDir() + "/coved";

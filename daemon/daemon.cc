@@ -71,10 +71,12 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   listener.Serve(server.get());
   spdlog::info("coved {} listening on {} (pid {})", kVersion, layout.socket(), ::getpid());
 
-  // SIGTERM / SIGINT: stop accepting, finish RPCs briefly, stop the loop.
-  // Machines keep running; the next coved adopts them.
+  // SIGTERM / SIGINT: stop accepting, give RPCs 3 s, stop the loop. The
+  // shutdown runs on its own thread because Server::Shutdown waits for
+  // handlers, which may be waiting for the loop. Machines keep running; the
+  // next coved adopts them.
   std::thread shutdown_thread;
-  auto on_signal = [&](int signum) {
+  std::function<void(int)> on_signal = [&](int signum) {
     spdlog::info("signal {}: shutting down", signum);
     if (shutdown_thread.joinable()) return;
     shutdown_thread = std::thread([&]() {
@@ -84,24 +86,22 @@ absl::Status RunDaemon(const DaemonOptions& options) {
       loop.Stop();
     });
   };
-  struct SignalWatch {
-    uv_signal_t handle;
-    std::function<void(int)>* fn;
-  };
-  std::function<void(int)> signal_fn = on_signal;
-  SignalWatch term{}, intr{};
-  for (auto [watch, signum] : {std::pair{&term, SIGTERM}, std::pair{&intr, SIGINT}}) {
-    uv_signal_init(loop.uv(), &watch->handle);
-    watch->fn = &signal_fn;
-    watch->handle.data = watch;
-    uv_signal_start(&watch->handle, [](uv_signal_t* h, int s) {
-      (*static_cast<SignalWatch*>(h->data)->fn)(s);
-    }, signum);
+  uv_signal_t signals[2];
+  for (uv_signal_t& handle : signals) {
+    uv_signal_init(loop.uv(), &handle);
+    handle.data = &on_signal;
   }
+  auto dispatch = [](uv_signal_t* h, int signum) {
+    (*static_cast<std::function<void(int)>*>(h->data))(signum);
+  };
+  uv_signal_start(&signals[0], dispatch, SIGTERM);
+  uv_signal_start(&signals[1], dispatch, SIGINT);
 
   loop.Run();
   if (shutdown_thread.joinable()) shutdown_thread.join();
   server->Wait();
+  for (uv_signal_t& handle : signals) uv_close(reinterpret_cast<uv_handle_t*>(&handle), nullptr);
+  uv_run(loop.uv(), UV_RUN_NOWAIT);
   spdlog::info("coved stopped");
   return absl::OkStatus();
 }

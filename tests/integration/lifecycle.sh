@@ -4,6 +4,9 @@
 source "$(dirname "$0")/lib.sh"
 start_coved
 
+log "one coved per home"
+expect_fail "already runs for this home" coved
+
 cove events --json >"$COVE_HOME/events.jsonl" &
 EVENTS_PID=$!
 
@@ -67,4 +70,24 @@ for pair in "created stopped" "state starting" "state running" "agent-connected 
   expect_event $pair || fail "no event '$pair' in: $(cat "$COVE_HOME/events.jsonl")"
 done
 kill "$EVENTS_PID"
+
+log "SIGTERM stops coved cleanly and removes its socket"
+kill -TERM "$COVED_PID"
+rc=0
+wait "$COVED_PID" || rc=$?
+COVED_PID=""
+[ $rc -eq 0 ] || fail "coved exited $rc on SIGTERM"
+[ ! -e "$COVE_HOME/coved.sock" ] || fail "socket left after SIGTERM"
+
+log "cove starts coved when it is not running, and says so"
+expect_fail "COVE_NO_AUTOSTART=1" cove list
+out=$(COVE_NO_AUTOSTART=0 cove list 2>&1) || fail "autostart failed: $out"
+grep -q "coved was not running; started it" <<<"$out" || fail "autostart not reported: $out"
+COVED_PID=$(cat "$COVE_HOME/coved.lock")
+cove list >/dev/null
+
+log "a home too deep for unix socket paths is refused with a reason"
+deep="$COVE_HOME/$(printf 'd%.0s' $(seq 100))"
+out=$(COVE_HOME=$deep coved 2>&1) && fail "coved accepted $deep"
+grep -q "unix sockets allow 103" <<<"$out" || fail "unclear error for a deep home: $out"
 log "PASS lifecycle"
