@@ -48,6 +48,7 @@ const HomeLayout& Context::layout() {
 
 absl::Status Context::EnsureDaemon() {
   const std::string sock = layout().socket();
+  if (auto st = CheckSocketPath(sock); !st.ok()) return st;
   if (SocketAnswers(sock)) return absl::OkStatus();
   if (const char* no = std::getenv("COVE_NO_AUTOSTART"); no && std::string(no) == "1") {
     return absl::UnavailableError(absl::StrCat(

@@ -60,6 +60,12 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   grpc::ServerBuilder server_builder;
   server_builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   server_builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Idle, the sync server's pollers would wake every second just to look
+  // for shutdown; coved must not. One queue, woken by work, not by a clock.
+  server_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+  server_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  server_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC,
+                                     60 * 1000);
   server_builder.RegisterService(&machines_service);
   server_builder.RegisterService(&images_service);
   server_builder.RegisterService(&daemon_service);

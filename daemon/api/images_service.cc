@@ -73,7 +73,7 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
               r.set_elapsed_ms(elapsed());
               channel->Push(std::move(r));
             },
-            [channel](absl::Status st) { channel->Push(st); });
+            [channel](absl::Status st) { channel->Push(st, /*final=*/true); });
       })) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
   }
@@ -129,6 +129,7 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   }
   auto image = images_.Load(dest, false);
   if (!image.ok()) return ToGrpc(image.status());
+  image->name = name;
   cove::v1::ImportImageResponse last;
   *last.mutable_image() = image->ToProto();
   writer->Write(last);

@@ -30,7 +30,7 @@ grpc::Status StreamOperation(
   bool posted = loop.Post([&manager, name, op, channel, elapsed]() {
     auto machine = manager.Find(name);
     if (!machine.ok()) {
-      channel->Push(machine.status());
+      channel->Push(machine.status(), /*final=*/true);
       return;
     }
     Machine* m = *machine;
@@ -49,10 +49,10 @@ grpc::Status StreamOperation(
               Resp r;
               *r.mutable_machine() = (*again)->view();
               r.set_elapsed_ms(elapsed());
-              channel->Push(std::move(r));
+              channel->Push(std::move(r), /*final=*/true);
             }
           }
-          channel->Push(st);
+          channel->Push(st, /*final=*/true);
         });
   });
   if (!posted) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
@@ -147,7 +147,7 @@ grpc::Status MachinesService::Delete(grpc::ServerContext* ctx,
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   auto done = std::make_shared<Channel<absl::Status>>(1);
   if (!loop_.Post([this, name = req->name(), force = req->force(), done]() {
-        manager_.Delete(name, force, [done](absl::Status st) { done->Push(st); });
+        manager_.Delete(name, force, [done](absl::Status st) { done->Push(st, true); });
       })) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
   }

@@ -44,10 +44,10 @@ absl::Status UnixListener::Listen() {
   fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   ::unlink(path_.c_str());  // stale: we hold the home's lock, so no coved owns it
-  // Create the socket 0600 from the start: no window where others could connect.
-  const mode_t old = ::umask(0177);
+  // The home is 0700, so nobody else can reach the socket between bind and
+  // chmod (a umask here would be process-wide and race other threads).
   int rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::umask(old);
+  if (rc == 0) rc = ::chmod(path_.c_str(), 0600);
   if (rc != 0 || ::listen(fd_, 128) != 0) {
     return absl::InternalError(absl::StrCat("cannot listen on ", path_, ": ", std::strerror(errno)));
   }
@@ -71,7 +71,14 @@ void UnixListener::AcceptLoop(grpc::Server* server) {
     if ((fds[0].revents & POLLIN) == 0) continue;
     int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (conn < 0) {
-      if (errno != EINTR && errno != EAGAIN) spdlog::warn("accept: {}", std::strerror(errno));
+      if (errno == EMFILE || errno == ENFILE) {
+        // Out of descriptors: the pending connection stays readable, so
+        // back off instead of spinning.
+        spdlog::warn("accept: {}; retrying in 100 ms", std::strerror(errno));
+        ::poll(nullptr, 0, 100);
+      } else if (errno != EINTR && errno != EAGAIN) {
+        spdlog::warn("accept: {}", std::strerror(errno));
+      }
       continue;
     }
     uid_t uid = static_cast<uid_t>(-1);

@@ -58,10 +58,12 @@ class VmInstance {
  public:
   virtual ~VmInstance() = default;
   virtual int pid() const = 0;
-  // Asks the guest to power off as a power button would (ACPI).
-  virtual void RequestPowerdown() = 0;
-  // Ends the hypervisor without the guest's help (qemu: QMP quit).
-  virtual void Quit() = 0;
+  // Asks the guest to power off as a power button would (ACPI). False if
+  // the request could not even be sent (control socket not up yet).
+  virtual bool RequestPowerdown() = 0;
+  // Ends the hypervisor without the guest's help (qemu: QMP quit). False if
+  // the request could not be sent.
+  virtual bool Quit() = 0;
   // SIGKILL.
   virtual void Kill() = 0;
 };

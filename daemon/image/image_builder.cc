@@ -109,7 +109,7 @@ void ImageBuilder::Build(const Request& request, Line line, Done done) {
           "image build failed (", r->term_signal ? "signal " : "exit status ",
           r->term_signal ? r->term_signal : r->exit_status, "); its last output:", tail));
     }
-    if (r->owner) r->owner->running_.reset();
+    if (r->owner && r->owner->running_.get() == r) r->owner->running_.reset();
     if (r->done) r->done(status);
     r->self.reset();
   };

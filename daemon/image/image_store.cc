@@ -122,6 +122,7 @@ absl::StatusOr<ImageInfo> ImageStore::Resolve(const std::string& ref, const std:
     return absl::InvalidArgumentError(absl::StrCat("invalid image name \"", name, "\""));
   }
   auto info = Load(cache_path(name), verify_digests);
+  if (info.ok()) info->name = name;
   if (!info.ok() && absl::IsNotFound(info.status())) {
     return absl::NotFoundError(absl::StrCat(
         "image \"", name, "\" is not in ", layout_.images(), "; build it with `cove image build",
@@ -136,7 +137,10 @@ std::vector<ImageInfo> ImageStore::List() const {
   for (const auto& entry : fs::directory_iterator(layout_.images(), ec)) {
     if (!entry.is_directory()) continue;
     auto info = Load(entry.path().string(), /*verify_digests=*/false);
-    if (info.ok()) out.push_back(*std::move(info));
+    if (!info.ok()) continue;
+    // In the cache an image is known by its directory's name.
+    info->name = entry.path().filename().string();
+    out.push_back(*std::move(info));
   }
   return out;
 }

@@ -18,12 +18,13 @@ class Channel {
   explicit Channel(size_t capacity) : capacity_(capacity) {}
 
   // Any thread. False when closed or full (the item is dropped; the reader
-  // learns of drops through dropped()).
-  bool Push(T item) {
+  // learns of drops through dropped()). `final` items (an operation's end)
+  // are queued even when full: dropping one would leave the reader waiting.
+  bool Push(T item, bool final = false) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return false;
-      if (items_.size() >= capacity_) {
+      if (items_.size() >= capacity_ && !final) {
         ++dropped_;
         return false;
       }

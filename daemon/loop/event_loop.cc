@@ -31,7 +31,11 @@ void EventLoop::Run() {
 }
 
 void EventLoop::Stop() {
-  Post([this]() { uv_stop(&loop_); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  uv_async_send(&wakeup_);
 }
 
 bool EventLoop::Post(std::function<void()> fn) {
@@ -55,11 +59,14 @@ void EventLoop::OnAsync(uv_async_t* handle) { static_cast<EventLoop*>(handle->da
 
 void EventLoop::Drain() {
   std::deque<std::function<void()>> batch;
+  bool stopping;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(pending_);
+    stopping = stopping_;
   }
   for (auto& fn : batch) fn();
+  if (stopping) uv_stop(&loop_);
 }
 
 Timer::Timer(EventLoop& loop) : handle_(new uv_timer_t) {

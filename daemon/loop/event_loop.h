@@ -37,7 +37,8 @@ class EventLoop {
   // Stop(). Pending closures still run before it returns.
   void Run();
 
-  // Any thread. Makes Run() return once the current callbacks finish.
+  // Any thread. Makes Run() return once the closures already queued have
+  // run; Post() refuses from now on.
   void Stop();
 
   // Any thread. Queues `fn` to run on the loop thread. False when the loop is

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -87,9 +88,10 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
     return done(absl::FailedPreconditionError(
         absl::StrCat("machine '", name(), "' is already running")));
   }
-  if (busy()) {
+  if (busy() || vm_) {
     return done(absl::FailedPreconditionError(absl::StrCat(
-        "machine '", name(), "' is ", StateName(state()), "; wait for that to finish first")));
+        "machine '", name(), "' is ", vm_ && !busy() ? "still shutting down" : StateName(state()),
+        "; wait for that to finish first")));
   }
   if (!record_.has_spec()) {
     return done(absl::FailedPreconditionError(absl::StrCat(
@@ -137,7 +139,9 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   }
   if (accel != cove::v1::ACCEL_AUTO && accel != cove::v1::ACCEL_UNSPECIFIED) return Boot(accel);
   start_progress_(cove::v1::START_PHASE_PROBING_ACCEL, "choosing the accelerator");
-  env_.accel.Resolve(record_.spec().arch(), [this](absl::StatusOr<qemu::AccelReport> report) {
+  std::weak_ptr<bool> alive = alive_;
+  env_.accel.Resolve(record_.spec().arch(), [this, alive](absl::StatusOr<qemu::AccelReport> report) {
+    if (alive.expired()) return;  // deleted while the probe ran
     if (state() != cove::v1::MACHINE_STATE_STARTING || vm_) return;  // cancelled meanwhile
     if (!report.ok()) return FailStart(std::string(report.status().message()));
     for (const auto& v : report->verdicts) {
@@ -299,6 +303,7 @@ void Machine::FailStart(const std::string& why) {
 }
 
 void Machine::FinishStart(absl::Status status) {
+  start_deadline_.Stop();
   start_progress_ = nullptr;
   if (auto done = std::move(start_done_); done) done(status);
   start_done_ = nullptr;
@@ -344,12 +349,12 @@ void Machine::EscalateStop(int phase) {
       break;
     case cove::v1::STOP_PHASE_ACPI_POWERDOWN:
       stop_progress_(phase, "pressing the ACPI power button");
-      vm_->RequestPowerdown();
+      if (!vm_->RequestPowerdown()) return EscalateStop(cove::v1::STOP_PHASE_QUIT);
       budget = total_ms * 4 / 10;
       break;
     case cove::v1::STOP_PHASE_QUIT:
       stop_progress_(phase, "the guest did not power off in time; quitting qemu");
-      vm_->Quit();
+      if (!vm_->Quit()) return EscalateStop(cove::v1::STOP_PHASE_KILL);
       budget = kQuitBudgetMs;
       break;
     case cove::v1::STOP_PHASE_KILL:
@@ -357,10 +362,14 @@ void Machine::EscalateStop(int phase) {
       vm_->Kill();
       budget = kKillBudgetMs;
       break;
-    default:
-      FinishStop(absl::InternalError(absl::StrCat(
-          "qemu (pid ", vm_->pid(), ") did not exit even after SIGKILL; see coved.log")));
+    default: {
+      const std::string why = absl::StrCat("qemu (pid ", vm_->pid(),
+                                           ") did not exit even after SIGKILL; see coved.log");
+      stop_requested_ = false;
+      SetState(cove::v1::MACHINE_STATE_ERROR, why);
+      FinishStop(absl::InternalError(why));
       return;
+    }
   }
   stop_step_.Start(budget, [this, phase]() { EscalateStop(phase + 1); });
 }
@@ -393,6 +402,13 @@ void Machine::Adopt() {
   vm_ = *std::move(vm);
   record_.clear_guest();  // until the agent says hello again
   spdlog::info("{}: re-adopted qemu pid {}", name(), pid);
+  if (s == cove::v1::MACHINE_STATE_STARTING) {
+    // The start's client died with the old coved; its deadline still holds.
+    start_deadline_.Start(uint64_t{kDefaultStartTimeoutS} * 1000, [this]() {
+      FailStart(absl::StrCat("the guest agent did not answer within ", kDefaultStartTimeoutS,
+                             " s; last console lines: ", SerialTail()));
+    });
+  }
   if (s == cove::v1::MACHINE_STATE_STOPPING) {
     // The stop that was under way died with the old coved; finish it.
     stop_requested_ = true;
@@ -404,9 +420,16 @@ void Machine::Adopt() {
 }
 
 std::string Machine::SerialTail() const {
-  auto log = ReadFile(record_.paths().serial_log());
-  if (!log.ok()) return "(no console output)";
-  std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipWhitespace());
+  // Only the end: the console log of a long-running guest can be large.
+  std::ifstream in(record_.paths().serial_log(), std::ios::binary);
+  if (!in) return "(no console output)";
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff from = std::max<std::streamoff>(0, size - 16 * 1024);
+  in.seekg(from);
+  std::string tail(static_cast<size_t>(size - from), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  std::vector<std::string> lines = absl::StrSplit(tail, '\n', absl::SkipWhitespace());
   if (lines.empty()) return "(no console output)";
   if (lines.size() > 5) lines.erase(lines.begin(), lines.end() - 5);
   return absl::StrJoin(lines, " | ");

@@ -85,6 +85,9 @@ class Machine {
   int stop_phase_ = 0;
   uint32_t stop_timeout_s_ = 0;
   bool stop_requested_ = false;
+  // Callbacks that may outlive the machine (the accelerator probe) hold a
+  // weak reference to this and do nothing once it is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace cove::daemon

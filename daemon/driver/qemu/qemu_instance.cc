@@ -44,9 +44,7 @@ QemuInstance::QemuInstance(EventLoop& loop, LaunchSpec spec, int pid, bool is_ch
                      .on_ready = [this]() { spdlog::debug("{}: QMP ready", spec_.name); },
                      .on_event = [this](const std::string& e,
                                         const nlohmann::json& d) { OnQmpEvent(e, d); },
-                     .on_closed = [this](const std::string& why) {
-                       spdlog::debug("{}: {}", spec_.name, why);
-                     }}),
+                     .on_closed = [this](const std::string& why) { OnQmpClosed(why); }}),
       qmp_retry_(loop),
       liveness_(loop) {}
 
@@ -72,9 +70,18 @@ absl::Status QemuInstance::Begin() {
   } else if (errno == ESRCH) {
     return absl::NotFoundError(absl::StrCat("qemu (pid ", pid_, ") is not running"));
   } else {
-    // No pidfd (old kernel, macOS): check once a second.
+    // No pidfd (old kernel, macOS): check once a second. A child must be
+    // reaped to be seen gone (kill(pid, 0) succeeds on a zombie).
     liveness_.Start(1000, [this]() {
-      if (::kill(pid_, 0) != 0 && errno == ESRCH) OnProcessGone();
+      if (is_child_) {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+          Reap(status);
+          OnProcessGone();
+        }
+      } else if (::kill(pid_, 0) != 0 && errno == ESRCH) {
+        OnProcessGone();
+      }
     }, 1000);
   }
   ConnectQmp();
@@ -84,15 +91,22 @@ absl::Status QemuInstance::Begin() {
 void QemuInstance::ConnectQmp() {
   if (exited_) return;
   qmp_.Connect(spec_.qmp_socket);
-  // If the connect fails, on_closed fires; retry until the budget is spent.
-  qmp_retry_.Start(kQmpRetryMs, [this]() {
-    if (qmp_.ready() || exited_) return;
-    if (++qmp_attempts_ >= kQmpConnectAttempts) {
-      spdlog::warn("{}: QMP socket {} never answered", spec_.name, spec_.qmp_socket);
-      return;
-    }
-    ConnectQmp();
-  });
+}
+
+void QemuInstance::OnQmpClosed(const std::string& why) {
+  // A failed connect (qemu has not made the socket yet) or a broken
+  // connection: try again shortly, never tearing down a live one.
+  if (exited_) return;
+  if (++qmp_attempts_ >= kQmpConnectAttempts) {
+    spdlog::warn("{}: giving up on QMP at {}: {}", spec_.name, spec_.qmp_socket, why);
+    return;
+  }
+  qmp_retry_.Start(kQmpRetryMs, [this]() { ConnectQmp(); });
+}
+
+void QemuInstance::Reap(int status) {
+  reaped_ = true;
+  wait_status_ = status;
 }
 
 void QemuInstance::OnQmpEvent(const std::string& event, const nlohmann::json& data) {
@@ -133,11 +147,13 @@ void QemuInstance::OnProcessGone() {
   qmp_.Close();
   VmExit exit;
   if (is_child_) {
-    int status = 0;
-    pid_t r;
-    do {
-      r = ::waitpid(pid_, &status, WNOHANG);
-    } while (r < 0 && errno == EINTR);
+    int status = wait_status_;
+    pid_t r = pid_;
+    if (!reaped_) {
+      do {
+        r = ::waitpid(pid_, &status, WNOHANG);
+      } while (r < 0 && errno == EINTR);
+    }
     if (r == pid_ && WIFSIGNALED(status)) {
       exit.reason = absl::StrCat("qemu was killed by signal ", WTERMSIG(status), " (",
                                  strsignal(WTERMSIG(status)), ")");
@@ -166,11 +182,17 @@ void QemuInstance::OnProcessGone() {
   if (on_exit) on_exit(exit);
 }
 
-void QemuInstance::RequestPowerdown() { qmp_.Execute("system_powerdown"); }
+bool QemuInstance::RequestPowerdown() {
+  if (!qmp_.ready()) return false;
+  qmp_.Execute("system_powerdown");
+  return true;
+}
 
-void QemuInstance::Quit() {
+bool QemuInstance::Quit() {
+  if (!qmp_.ready()) return false;
   quit_requested_ = true;
   qmp_.Execute("quit");
+  return true;
 }
 
 void QemuInstance::Kill() {

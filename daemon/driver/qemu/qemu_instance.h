@@ -24,12 +24,14 @@ class QemuInstance : public VmInstance {
   absl::Status Begin();
 
   int pid() const override { return pid_; }
-  void RequestPowerdown() override;
-  void Quit() override;
+  bool RequestPowerdown() override;
+  bool Quit() override;
   void Kill() override;
 
  private:
   void ConnectQmp();
+  void OnQmpClosed(const std::string& why);
+  void Reap(int status);
   void OnProcessGone();
   void OnQmpEvent(const std::string& event, const nlohmann::json& data);
   std::string QemuLogTail() const;
@@ -49,6 +51,8 @@ class QemuInstance : public VmInstance {
   bool guest_reset_ = false;
   bool quit_requested_ = false;
   bool exited_ = false;
+  bool reaped_ = false;   // is_child_ only: waitpid already collected it
+  int wait_status_ = 0;
 };
 
 }  // namespace cove::daemon::qemu

@@ -42,6 +42,10 @@ void QmpClient::Close() {
 }
 
 void QmpClient::Execute(const std::string& command, nlohmann::json args, Reply reply) {
+  if (!ready_ && command != "qmp_capabilities") {
+    if (reply) reply(absl::UnavailableError("QMP is not ready"), nullptr);
+    return;
+  }
   const uint64_t id = next_id_++;
   nlohmann::json msg = {{"execute", command}, {"id", id}};
   if (!args.is_null()) msg["arguments"] = std::move(args);

@@ -17,8 +17,8 @@ class FakeInstance : public VmInstance {
  public:
   explicit FakeInstance(VmCallbacks cb) : cb_(std::move(cb)) {}
   int pid() const override { return 4242; }
-  void RequestPowerdown() override { ++powerdowns; }
-  void Quit() override { ++quits; }
+  bool RequestPowerdown() override { ++powerdowns; return true; }
+  bool Quit() override { ++quits; return true; }
   void Kill() override { Exit({false, "killed"}); }
   void Exit(VmExit e) {
     auto cb = cb_.on_exit;
