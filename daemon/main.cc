@@ -1,5 +1,6 @@
 // coved: the per-user cove daemon. See daemon/daemon.h.
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -52,6 +53,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGPIPE, SIG_IGN);
+  // coved handles multi-megabyte buffers now and then (an initrd, image
+  // digests) and then idles for days. Fixed thresholds make glibc map such
+  // buffers and return them at once; its default adapts the threshold upward
+  // and keeps the freed memory in the heap. Two arenas are plenty for a loop
+  // thread and a few gRPC threads.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+  mallopt(M_ARENA_MAX, 2);
   auto home = cove::ResolveCoveHome();
   if (!home.ok()) {
     std::fprintf(stderr, "coved: %s\n", std::string(home.status().message()).c_str());
