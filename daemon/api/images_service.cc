@@ -80,7 +80,12 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
   for (;;) {
     auto item = channel->Pop(std::chrono::seconds(1));
     if (!item.has_value()) {
-      if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+      if (ctx->IsCancelled()) {
+        // Nobody is waiting for the image: stop the build instead of
+        // leaving it to hold the builder for minutes.
+        loop_.Post([this]() { builder_.Cancel(); });
+        return grpc::Status::CANCELLED;
+      }
       continue;
     }
     if (auto* st = std::get_if<absl::Status>(&*item)) {

@@ -1,5 +1,6 @@
 #include "daemon/image/image_builder.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -47,7 +48,7 @@ void EmitLines(std::string& partial, std::string_view data, const std::function<
 ImageBuilder::~ImageBuilder() {
   if (running_) {
     running_->owner = nullptr;
-    uv_process_kill(&running_->process, SIGTERM);
+    ::kill(-running_->process.pid, SIGTERM);
   }
 }
 
@@ -56,6 +57,12 @@ std::string ImageBuilder::FindScript(const std::string& exe_dir) {
   const std::string installed = exe_dir + "/../share/cove/build-image";
   if (::access(installed.c_str(), X_OK) == 0) return installed;
   return std::string(kSourceDir) + "/guest/image/build-image";
+}
+
+void ImageBuilder::Cancel() {
+  if (!running_ || running_->process.pid <= 0) return;
+  spdlog::info("image build: cancelled, stopping process group {}", running_->process.pid);
+  ::kill(-running_->process.pid, SIGTERM);
 }
 
 void ImageBuilder::Build(const Request& request, Line line, Done done) {
@@ -91,6 +98,8 @@ void ImageBuilder::Build(const Request& request, Line line, Done done) {
   options.args = argv.data();
   options.stdio = stdio;
   options.stdio_count = 3;
+  // Its own process group, so Cancel() reaches apt-get, mke2fs and the rest.
+  options.flags = UV_PROCESS_DETACHED;
   options.exit_cb = [](uv_process_t* p, int64_t status, int sig) {
     auto* r = static_cast<Run*>(p->data);
     r->exit_status = status;

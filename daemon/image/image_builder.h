@@ -36,6 +36,9 @@ class ImageBuilder {
 
   bool busy() const { return running_ != nullptr; }
   void Build(const Request& request, Line line, Done done);
+  // Stops the running build (its whole process group); its Done reports the
+  // failure. The recipe removes its half-built output on the way out.
+  void Cancel();
 
  private:
   struct Run;

@@ -28,6 +28,18 @@ expect_fail "unknown architecture" cove image build --arch sparc
 expect_fail "already exists" cove image build --output "$COVE_HOME/images/test-img"
 expect_fail "use the image" cove image build --output "$COVE_HOME/images/test-img" --force
 
+log "interrupting cove image build stops the build and leaves nothing"
+cove image build --output "$COVE_HOME/cancelled" 2>"$COVE_HOME/build.err" &
+build_pid=$!
+wait_for 60 "the build to start" grep -q "==> " "$COVE_HOME/build.err"
+# (Background jobs of a script ignore SIGINT, so TERM stands in for Ctrl-C.)
+kill -TERM "$build_pid"
+wait "$build_pid" 2>/dev/null || true
+wait_for 30 "the recipe to stop" sh -c "! pgrep -f '[b]uild-image.*$COVE_HOME/cancelled' >/dev/null"
+wait_for 10 "its temporary output to go" sh -c "! ls -d '$COVE_HOME'/cancelled* 2>/dev/null"
+# The builder is free again (refused for the bad arch, not for being busy).
+expect_fail "unknown architecture" cove image build --arch sparc
+
 log "delete"
 cove delete uses-it
 cove image delete test-img
