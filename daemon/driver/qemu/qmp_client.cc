@@ -75,8 +75,13 @@ void QmpClient::OnMessage(const nlohmann::json& msg) {
     return;
   }
   if (msg.contains("event")) {
-    if (callbacks_.on_event) {
-      callbacks_.on_event(msg["event"].get<std::string>(), msg.value("data", nlohmann::json::object()));
+    // Types are checked, not assumed: nothing from qemu may throw on the loop.
+    const auto& event = msg["event"];
+    auto data = msg.find("data");
+    if (event.is_string() && callbacks_.on_event) {
+      callbacks_.on_event(event.get<std::string>(), data != msg.end() && data->is_object()
+                                                         ? *data
+                                                         : nlohmann::json::object());
     }
     return;
   }
@@ -86,10 +91,15 @@ void QmpClient::OnMessage(const nlohmann::json& msg) {
   Reply reply = std::move(it->second);
   pending_.erase(it);
   if (msg.contains("error")) {
-    reply(absl::InternalError(absl::StrCat("QMP error: ", msg["error"].value("desc", msg.dump()))),
-          nullptr);
+    const auto& error = msg["error"];
+    std::string desc = error.dump();
+    if (error.is_object() && error.contains("desc") && error["desc"].is_string()) {
+      desc = error["desc"].get<std::string>();
+    }
+    reply(absl::InternalError(absl::StrCat("QMP error: ", desc)), nullptr);
   } else {
-    reply(absl::OkStatus(), msg.value("return", nlohmann::json::object()));
+    auto ret = msg.find("return");
+    reply(absl::OkStatus(), ret != msg.end() ? *ret : nlohmann::json::object());
   }
 }
 

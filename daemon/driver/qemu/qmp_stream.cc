@@ -35,7 +35,10 @@ std::vector<nlohmann::json> QmpStream::Feed(std::string_view bytes) {
     if (c == '"') {
       in_string_ = true;
     } else if (c == '{' || c == '[') {
-      ++depth_;
+      if (++depth_ > kMaxDepth) {
+        error_ = "QMP message nested deeper than 64 levels";
+        return out;
+      }
     } else if (c == '}' || c == ']') {
       if (--depth_ == 0) {
         nlohmann::json msg = nlohmann::json::parse(current_, nullptr, /*allow_exceptions=*/false);

@@ -21,6 +21,9 @@ class QmpStream {
   // Bound on one message; QEMU's answers are small. Past it, the stream is
   // broken and the caller must drop the connection.
   static constexpr size_t kMaxMessage = 1 << 20;
+  // Bound on nesting: copying or printing a JSON value recurses once per
+  // level, so a deeply nested message could overflow coved's stack.
+  static constexpr int kMaxDepth = 64;
 
   // Appends bytes and returns every message completed by them, in order.
   // Sets failed() on an unparseable or oversized message.

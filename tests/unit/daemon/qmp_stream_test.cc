@@ -63,3 +63,13 @@ TEST_CASE("an unbounded message fails instead of growing forever", "[qmp]") {
   for (int i = 0; i < 20 && !s.failed(); ++i) s.Feed(chunk);
   CHECK(s.failed());
 }
+
+TEST_CASE("a deeply nested message fails the stream instead of the daemon's stack", "[qmp]") {
+  QmpStream s;
+  const std::string deep = "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}";
+  CHECK(s.Feed(deep).empty());
+  CHECK(s.failed());
+  QmpStream ok;
+  const std::string shallow = "{\"a\":" + std::string(50, '[') + std::string(50, ']') + "}";
+  CHECK(ok.Feed(shallow).size() == 1);
+}
