@@ -18,8 +18,8 @@ packages=(
   # guest image recipe (guest/image/build-image)
   debian-archive-keyring dpkg-dev fakeroot e2fsprogs cpio busybox-static xz-utils zstd
   ca-certificates
-  # tests
-  jq cpio procps util-linux
+  # tests: tools, and clang with its libFuzzer runtime for tests/fuzz
+  jq cpio procps util-linux clang libclang-rt-dev
 )
 
 missing=()

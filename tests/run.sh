@@ -33,5 +33,8 @@ else
 fi
 export COVE_TEST_IMAGE=$image
 
+echo "== fuzz (each target briefly)"
+bash "$src/tests/fuzz/run.sh" "${COVE_FUZZ_SECONDS:-20}"
+
 echo "== tests"
 ctest --test-dir "$build" --output-on-failure
