@@ -21,6 +21,7 @@ targets=(
   "link_frame_fuzz common/link_frame.cc"
   "qmp_stream_fuzz daemon/driver/qemu/qmp_stream.cc"
   "size_name_fuzz common/sizes.cc common/names.cc"
+  "stream_mux_fuzz common/stream_mux.cc common/link_frame.cc"
 )
 
 die() {
