@@ -25,8 +25,8 @@ void RegisterEvents(CLI::App& app, Context& ctx, int& exit_code) {
         std::cout << j.dump() << std::endl;
       } else {
         std::cout << j.value("time", "") << "  " << e.machine_name() << "  "
-                  << EventKindName(e.kind()) << "  " << j.value("state", "") << "  "
-                  << e.message() << std::endl;
+                  << EventKindName(e.kind()) << "  " << j.value("state", "") << "  " << e.message()
+                  << std::endl;
       }
     }
     grpc::Status st = reader->Finish();

@@ -11,13 +11,20 @@ namespace {
 
 std::string PhaseName(cove::v1::StartPhase phase) {
   switch (phase) {
-    case cove::v1::START_PHASE_CREATING: return "creating";
-    case cove::v1::START_PHASE_PREPARING_DISK: return "preparing disk";
-    case cove::v1::START_PHASE_PROBING_ACCEL: return "probing accel";
-    case cove::v1::START_PHASE_BOOTING: return "booting";
-    case cove::v1::START_PHASE_WAITING_FOR_AGENT: return "waiting for agent";
-    case cove::v1::START_PHASE_RUNNING: return "running";
-    default: return "working";
+    case cove::v1::START_PHASE_CREATING:
+      return "creating";
+    case cove::v1::START_PHASE_PREPARING_DISK:
+      return "preparing disk";
+    case cove::v1::START_PHASE_PROBING_ACCEL:
+      return "probing accel";
+    case cove::v1::START_PHASE_BOOTING:
+      return "booting";
+    case cove::v1::START_PHASE_WAITING_FOR_AGENT:
+      return "waiting for agent";
+    case cove::v1::START_PHASE_RUNNING:
+      return "running";
+    default:
+      return "working";
   }
 }
 
@@ -33,7 +40,8 @@ int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req) {
       machine = resp.machine();
       continue;
     }
-    if (!ctx.json) PrintProgress(req.name(), PhaseName(resp.phase()), resp.message(), resp.elapsed_ms());
+    if (!ctx.json)
+      PrintProgress(req.name(), PhaseName(resp.phase()), resp.message(), resp.elapsed_ms());
   }
   grpc::Status st = reader->Finish();
   if (!st.ok()) return Context::Fail(st);

@@ -7,7 +7,8 @@
 namespace cove::client {
 
 void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code) {
-  auto* cmd = app.add_subcommand("version", "Versions of cove and coved, and the host's accelerators");
+  auto* cmd =
+      app.add_subcommand("version", "Versions of cove and coved, and the host's accelerators");
   cmd->add_flag("--json", ctx.json, "JSON");
   cmd->callback([&ctx, &exit_code]() {
     cove::v1::DaemonInfo info;
@@ -19,11 +20,14 @@ void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code) {
     }
     nlohmann::json accels = nlohmann::json::array();
     for (const auto& v : info.accels()) {
-      accels.push_back({{"accel", AccelName(v.accel())}, {"usable", v.usable()}, {"reason", v.reason()}});
+      accels.push_back(
+          {{"accel", AccelName(v.accel())}, {"usable", v.usable()}, {"reason", v.reason()}});
     }
     if (ctx.json) {
-      std::cout << nlohmann::json{{"cove", kVersion},     {"coved", info.version()},
-                                  {"home", info.home()},  {"host_arch", info.host_arch()},
+      std::cout << nlohmann::json{{"cove", kVersion},
+                                  {"coved", info.version()},
+                                  {"home", info.home()},
+                                  {"host_arch", info.host_arch()},
                                   {"qemu", info.qemu_version()},
                                   {"auto_accel", AccelName(info.auto_accel())},
                                   {"accels", accels}}
@@ -32,9 +36,9 @@ void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code) {
       return;
     }
     std::cout << "cove " << kVersion << ", coved " << info.version() << " (pid " << info.pid()
-              << ")\nhome " << info.home() << "\nhost " << info.host_os() << " "
-              << info.host_arch() << ", " << info.qemu_version() << "\naccel auto = "
-              << AccelName(info.auto_accel()) << "\n";
+              << ")\nhome " << info.home() << "\nhost " << info.host_os() << " " << info.host_arch()
+              << ", " << info.qemu_version() << "\naccel auto = " << AccelName(info.auto_accel())
+              << "\n";
     for (const auto& v : info.accels()) {
       std::cout << "  " << AccelName(v.accel()) << ": "
                 << (v.usable() ? "works" : "unusable: " + v.reason()) << "\n";

@@ -51,9 +51,9 @@ absl::Status Context::EnsureDaemon() {
   if (auto st = CheckSocketPath(sock); !st.ok()) return st;
   if (SocketAnswers(sock)) return absl::OkStatus();
   if (const char* no = std::getenv("COVE_NO_AUTOSTART"); no && std::string(no) == "1") {
-    return absl::UnavailableError(absl::StrCat(
-        "coved is not running (no answer on ", sock, ") and COVE_NO_AUTOSTART=1; start it with "
-        "`coved &` or unset COVE_NO_AUTOSTART"));
+    return absl::UnavailableError(absl::StrCat("coved is not running (no answer on ", sock,
+                                               ") and COVE_NO_AUTOSTART=1; start it with "
+                                               "`coved &` or unset COVE_NO_AUTOSTART"));
   }
   if (auto st = EnsurePrivateDir(layout().home); !st.ok()) return st;
   std::string coved = SelfDir() + "/coved";

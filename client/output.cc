@@ -11,36 +11,56 @@ using google::protobuf::util::TimeUtil;
 
 std::string StateName(cove::v1::MachineState state) {
   switch (state) {
-    case cove::v1::MACHINE_STATE_STOPPED: return "stopped";
-    case cove::v1::MACHINE_STATE_STARTING: return "starting";
-    case cove::v1::MACHINE_STATE_RUNNING: return "running";
-    case cove::v1::MACHINE_STATE_STOPPING: return "stopping";
-    case cove::v1::MACHINE_STATE_ERROR: return "error";
-    default: return "unknown";
+    case cove::v1::MACHINE_STATE_STOPPED:
+      return "stopped";
+    case cove::v1::MACHINE_STATE_STARTING:
+      return "starting";
+    case cove::v1::MACHINE_STATE_RUNNING:
+      return "running";
+    case cove::v1::MACHINE_STATE_STOPPING:
+      return "stopping";
+    case cove::v1::MACHINE_STATE_ERROR:
+      return "error";
+    default:
+      return "unknown";
   }
 }
 
 std::string AccelName(cove::v1::Accel accel) {
   switch (accel) {
-    case cove::v1::ACCEL_AUTO: return "auto";
-    case cove::v1::ACCEL_KVM: return "kvm";
-    case cove::v1::ACCEL_HVF: return "hvf";
-    case cove::v1::ACCEL_TCG: return "tcg";
-    default: return "";
+    case cove::v1::ACCEL_AUTO:
+      return "auto";
+    case cove::v1::ACCEL_KVM:
+      return "kvm";
+    case cove::v1::ACCEL_HVF:
+      return "hvf";
+    case cove::v1::ACCEL_TCG:
+      return "tcg";
+    default:
+      return "";
   }
 }
 
 std::string EventKindName(cove::v1::EventKind kind) {
   switch (kind) {
-    case cove::v1::EVENT_KIND_MACHINE_SNAPSHOT: return "snapshot";
-    case cove::v1::EVENT_KIND_MACHINE_CREATED: return "created";
-    case cove::v1::EVENT_KIND_MACHINE_STATE_CHANGED: return "state";
-    case cove::v1::EVENT_KIND_MACHINE_DELETED: return "deleted";
-    case cove::v1::EVENT_KIND_AGENT_CONNECTED: return "agent-connected";
-    case cove::v1::EVENT_KIND_AGENT_DISCONNECTED: return "agent-disconnected";
-    case cove::v1::EVENT_KIND_FORWARD_CHANGED: return "forward";
-    case cove::v1::EVENT_KIND_OOM_KILL: return "oom-kill";
-    default: return "unknown";
+    case cove::v1::EVENT_KIND_MACHINE_SNAPSHOT:
+      return "snapshot";
+    case cove::v1::EVENT_KIND_MACHINE_CREATED:
+      return "created";
+    case cove::v1::EVENT_KIND_MACHINE_STATE_CHANGED:
+      return "state";
+    case cove::v1::EVENT_KIND_MACHINE_DELETED:
+      return "deleted";
+    case cove::v1::EVENT_KIND_AGENT_CONNECTED:
+      return "agent-connected";
+    case cove::v1::EVENT_KIND_AGENT_DISCONNECTED:
+      return "agent-disconnected";
+    case cove::v1::EVENT_KIND_FORWARD_CHANGED:
+      return "forward";
+    case cove::v1::EVENT_KIND_OOM_KILL:
+      return "oom-kill";
+    default:
+      return "unknown";
   }
 }
 
@@ -54,7 +74,7 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       {"disk", s.disk_bytes()},
       {"arch", s.arch()},
       {"accel", m.accel_in_use() != cove::v1::ACCEL_UNSPECIFIED ? AccelName(m.accel_in_use())
-                                                                 : AccelName(s.accel())},
+                                                                : AccelName(s.accel())},
       {"accel_requested", AccelName(s.accel())},
       {"driver", "qemu"},
       {"image", m.image().path()},
@@ -84,10 +104,14 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
 }
 
 nlohmann::json ImageJson(const cove::v1::Image& image) {
-  nlohmann::json j = {{"name", image.name()},     {"path", image.path()},
-                      {"arch", image.arch()},     {"suite", image.suite()},
-                      {"kernel", image.kernel_version()}, {"size", image.size_bytes()},
-                      {"packages", image.packages()}, {"sha256", image.sha256()},
+  nlohmann::json j = {{"name", image.name()},
+                      {"path", image.path()},
+                      {"arch", image.arch()},
+                      {"suite", image.suite()},
+                      {"kernel", image.kernel_version()},
+                      {"size", image.size_bytes()},
+                      {"packages", image.packages()},
+                      {"sha256", image.sha256()},
                       {"used_by", image.used_by()}};
   return j;
 }
@@ -121,8 +145,8 @@ std::string MachineTable(const cove::v1::ListMachinesResponse& list) {
 }
 
 std::string ImageTable(const cove::v1::ListImagesResponse& list) {
-  std::string out = absl::StrFormat("%-28s %-8s %-24s %8s %s\n", "NAME", "ARCH", "KERNEL",
-                                    "SIZE", "USED BY");
+  std::string out =
+      absl::StrFormat("%-28s %-8s %-24s %8s %s\n", "NAME", "ARCH", "KERNEL", "SIZE", "USED BY");
   for (const auto& img : list.images()) {
     std::string users;
     for (const auto& u : img.used_by()) users += (users.empty() ? "" : ",") + u;

@@ -2,9 +2,8 @@
 // plain names: state "running", sizes in bytes).
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cove/v1/daemon.pb.h"
 #include "cove/v1/images.pb.h"

@@ -59,10 +59,10 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
   return spec;
 }
 
-void PrintProgress(const std::string& machine, const std::string& phase,
-                   const std::string& message, uint64_t elapsed_ms) {
-  std::fprintf(stderr, "%s: %-18s %s%s(%.1fs)\n", machine.c_str(), phase.c_str(),
-               message.c_str(), message.empty() ? "" : " ", elapsed_ms / 1000.0);
+void PrintProgress(const std::string& machine, const std::string& phase, const std::string& message,
+                   uint64_t elapsed_ms) {
+  std::fprintf(stderr, "%s: %-18s %s%s(%.1fs)\n", machine.c_str(), phase.c_str(), message.c_str(),
+               message.empty() ? "" : " ", elapsed_ms / 1000.0);
 }
 
 }  // namespace cove::client

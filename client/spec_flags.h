@@ -20,7 +20,7 @@ struct SpecFlags {
 };
 
 // Progress lines of a start or stop stream, on stderr.
-void PrintProgress(const std::string& machine, const std::string& phase,
-                   const std::string& message, uint64_t elapsed_ms);
+void PrintProgress(const std::string& machine, const std::string& phase, const std::string& message,
+                   uint64_t elapsed_ms);
 
 }  // namespace cove::client

@@ -28,8 +28,7 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, int mode) {
   const std::filesystem::path target(path);
   const std::string dir = target.parent_path().string();
-  const std::string tmp =
-      absl::StrCat(dir, "/.tmp-", target.filename().string(), "-", ::getpid());
+  const std::string tmp = absl::StrCat(dir, "/.tmp-", target.filename().string(), "-", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return Errno("cannot create", tmp);
   size_t done = 0;

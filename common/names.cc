@@ -20,8 +20,7 @@ absl::Status ValidateName(absl::string_view name, absl::string_view what) {
         absl::StrCat(what, " name is ", name.size(), " characters long", rule));
   }
   if (!IsLower(name.front())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid ", what, " name \"", name, "\"", rule));
+    return absl::InvalidArgumentError(absl::StrCat("invalid ", what, " name \"", name, "\"", rule));
   }
   for (char c : name) {
     if (!IsLower(c) && !IsDigit(c) && c != '-') {

@@ -2,9 +2,8 @@
 // names under $COVE_HOME and parts of socket paths, so they are strict.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace cove {
 

@@ -23,7 +23,8 @@ absl::StatusOr<std::string> ResolveCoveHome() {
   }
   std::error_code ec;
   std::filesystem::path p = std::filesystem::absolute(home, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad COVE_HOME \"", home, "\": ", ec.message()));
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("bad COVE_HOME \"", home, "\": ", ec.message()));
   std::string out = p.lexically_normal().string();
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   return out;

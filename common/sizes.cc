@@ -12,9 +12,9 @@ namespace cove {
 namespace {
 
 constexpr std::pair<absl::string_view, uint64_t> kUnits[] = {
-    {"", kGiB},    {"b", 1},      {"k", kKiB},   {"kb", kKiB},  {"kib", kKiB},
-    {"m", kMiB},   {"mb", kMiB},  {"mib", kMiB}, {"g", kGiB},   {"gb", kGiB},
-    {"gib", kGiB}, {"t", kTiB},   {"tb", kTiB},  {"tib", kTiB},
+    {"", kGiB},    {"b", 1},     {"k", kKiB},   {"kb", kKiB},  {"kib", kKiB},
+    {"m", kMiB},   {"mb", kMiB}, {"mib", kMiB}, {"g", kGiB},   {"gb", kGiB},
+    {"gib", kGiB}, {"t", kTiB},  {"tb", kTiB},  {"tib", kTiB},
 };
 
 }  // namespace
@@ -24,16 +24,15 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text, absl::string_view wha
   std::string s = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
   if (s.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty", hint));
   size_t split = 0;
-  while (split < s.size() && (absl::ascii_isdigit(s[split]) || s[split] == '.' ||
-                              s[split] == '-' || s[split] == '+')) {
+  while (split < s.size() &&
+         (absl::ascii_isdigit(s[split]) || s[split] == '.' || s[split] == '-' || s[split] == '+')) {
     ++split;
   }
   absl::string_view number(s.data(), split);
   absl::string_view unit = absl::StripAsciiWhitespace(absl::string_view(s).substr(split));
   double value = 0;
   if (number.empty() || !absl::SimpleAtod(number, &value) || !std::isfinite(value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", text, "\" is not a size", hint));
+    return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\" is not a size", hint));
   }
   uint64_t multiplier = 0;
   for (const auto& [name, mult] : kUnits) {

@@ -204,8 +204,8 @@ std::string StreamMux::TakeOutput(size_t max_bytes) {
     if (it == streams_.end()) continue;
     Stream& s = it->second;
     if (!s.send_buf.empty() && s.send_credit > 0) {
-      const size_t n = std::min<size_t>(
-          {s.send_buf.size(), static_cast<size_t>(s.send_credit), kMaxChunk});
+      const size_t n =
+          std::min<size_t>({s.send_buf.size(), static_cast<size_t>(s.send_credit), kMaxChunk});
       EncodeFrame(Frame{FrameType::kData, id, s.send_buf.substr(0, n)}, out);
       s.send_buf.erase(0, n);
       s.send_credit -= static_cast<int64_t>(n);

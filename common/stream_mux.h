@@ -92,7 +92,7 @@ class StreamMux {
 
  private:
   struct Stream {
-    std::string send_buf;          // queued, not yet framed
+    std::string send_buf;           // queued, not yet framed
     int64_t send_credit = kWindow;  // bytes we may still send
     int64_t recv_window = kWindow;  // bytes the peer may still send
     uint64_t consumed_unacked = 0;  // consumed but not yet granted back
@@ -112,8 +112,8 @@ class StreamMux {
   Callbacks callbacks_;
   uint32_t next_id_;
   std::map<uint32_t, Stream> streams_;
-  std::string control_out_;       // encoded control frames, sent first
-  std::deque<uint32_t> active_;   // streams that may have data to frame
+  std::string control_out_;      // encoded control frames, sent first
+  std::deque<uint32_t> active_;  // streams that may have data to frame
 };
 
 }  // namespace cove::link

@@ -92,7 +92,8 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) break;
     result.output.append(buf, static_cast<size_t>(got));
-    if (result.output.size() > kMaxOutput) result.output.erase(0, result.output.size() - kMaxOutput);
+    if (result.output.size() > kMaxOutput)
+      result.output.erase(0, result.output.size() - kMaxOutput);
   }
   ::close(pipefd[0]);
   int status = 0;
@@ -119,7 +120,8 @@ absl::StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
   int rc = ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", std::strerror(rc)));
+  if (rc != 0)
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", std::strerror(rc)));
   return static_cast<int>(pid);
 }
 

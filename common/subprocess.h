@@ -11,10 +11,10 @@
 namespace cove {
 
 struct CommandResult {
-  int exit_code = -1;     // -1 if killed by a signal
-  int term_signal = 0;    // the signal that ended it, or 0
+  int exit_code = -1;      // -1 if killed by a signal
+  int term_signal = 0;     // the signal that ended it, or 0
   bool timed_out = false;  // killed by us at the deadline
-  std::string output;     // stdout and stderr interleaved, at most 64 KiB (the tail)
+  std::string output;      // stdout and stderr interleaved, at most 64 KiB (the tail)
   bool ok() const { return exit_code == 0 && !timed_out; }
   // "exit status 1", "killed by signal 6 (Aborted)", "timed out after 5 s".
   std::string Describe() const;

@@ -77,7 +77,12 @@ void AgentLink::OnConnected() {
   SendHostHello();
   // Until the agent answers (it may not have opened its port yet), say it
   // again every second.
-  retry_.Start(kHelloResendMs, [this]() { if (!ready_) SendHostHello(); }, kHelloResendMs);
+  retry_.Start(
+      kHelloResendMs,
+      [this]() {
+        if (!ready_) SendHostHello();
+      },
+      kHelloResendMs);
 }
 
 void AgentLink::SendHostHello() {

@@ -10,8 +10,8 @@
 #include <functional>
 #include <string>
 
-#include "cove/agent/v1/agent.pb.h"
 #include "common/link_frame.h"
+#include "cove/agent/v1/agent.pb.h"
 #include "daemon/loop/event_loop.h"
 #include "daemon/loop/unix_stream.h"
 
@@ -58,8 +58,8 @@ class AgentLink {
   Callbacks callbacks_;
   UnixStream stream_;
   link::FrameDecoder decoder_;
-  Timer retry_;      // reconnect backoff, and HostHello resends
-  Timer watchdog_;   // heartbeat timeout
+  Timer retry_;     // reconnect backoff, and HostHello resends
+  Timer watchdog_;  // heartbeat timeout
   bool running_ = false;
   bool ready_ = false;
   uint64_t session_id_ = 0;

@@ -22,11 +22,13 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   // Waits for the accelerator probe if it is still running (seconds at most).
   auto done = std::make_shared<Channel<absl::StatusOr<qemu::AccelReport>>>(1);
   loop_.Post([this, done]() {
-    accel_.Resolve(host_.arch, [done](absl::StatusOr<qemu::AccelReport> r) { done->Push(r, true); });
+    accel_.Resolve(host_.arch,
+                   [done](absl::StatusOr<qemu::AccelReport> r) { done->Push(r, true); });
   });
   auto report = done->Pop(std::chrono::seconds(30));
   if (!report.has_value()) {
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the accelerator probe is still running");
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "the accelerator probe is still running");
   }
   if (!report->ok()) return ToGrpc(report->status());
   resp->set_auto_accel((*report)->auto_accel);

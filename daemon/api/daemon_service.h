@@ -13,7 +13,11 @@ class DaemonService final : public cove::v1::Daemon::Service {
  public:
   DaemonService(EventLoop& loop, AccelResolver& accel, const PeerAuth& auth, HostResources host,
                 std::string home, std::string socket)
-      : loop_(loop), accel_(accel), auth_(auth), host_(host), home_(std::move(home)),
+      : loop_(loop),
+        accel_(accel),
+        auth_(auth),
+        host_(host),
+        home_(std::move(home)),
         socket_(std::move(socket)) {}
 
   grpc::Status GetInfo(grpc::ServerContext* ctx, const cove::v1::GetInfoRequest* req,

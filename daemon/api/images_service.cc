@@ -13,7 +13,8 @@ namespace cove::daemon::api {
 namespace fs = std::filesystem;
 
 absl::StatusOr<std::vector<std::string>> ImagesService::UsersOf(const std::string& path) {
-  return loop_.Call<std::vector<std::string>>([this, path]() { return manager_.UsersOfImage(path); });
+  return loop_.Call<std::vector<std::string>>(
+      [this, path]() { return manager_.UsersOfImage(path); });
 }
 
 grpc::Status ImagesService::List(grpc::ServerContext* ctx, const cove::v1::ListImagesRequest*,
@@ -34,21 +35,22 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   auto arch = NormalizeArch(req->arch().empty() ? HostArch() : req->arch());
   if (!arch.ok()) return ToGrpc(arch.status());
-  std::string out = req->output_dir().empty() ? images_.cache_path(ImageStore::DefaultName(*arch))
-                                              : fs::absolute(req->output_dir()).lexically_normal().string();
+  std::string out = req->output_dir().empty()
+                        ? images_.cache_path(ImageStore::DefaultName(*arch))
+                        : fs::absolute(req->output_dir()).lexically_normal().string();
   if (fs::exists(out)) {
     if (!req->force()) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                          absl::StrCat("an image already exists at ", out,
-                                       "; pass --force to rebuild it"));
+      return grpc::Status(
+          grpc::StatusCode::ALREADY_EXISTS,
+          absl::StrCat("an image already exists at ", out, "; pass --force to rebuild it"));
     }
     auto users = UsersOf(out);
     if (!users.ok()) return ToGrpc(users.status());
     if (!users->empty()) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("machines ", absl::StrJoin(*users, ", "),
-                                       " use the image at ", out,
-                                       "; delete them first or build to another --output"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use the image at ", out,
+                       "; delete them first or build to another --output"));
     }
   }
   using Item = std::variant<cove::v1::BuildImageResponse, absl::Status>;
@@ -112,7 +114,8 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   writer->Write(r);
   auto src = images_.Load(req->path(), /*verify_digests=*/true);
   if (!src.ok()) return ToGrpc(src.status());
-  const std::string name = req->name().empty() ? fs::path(src->path).filename().string() : req->name();
+  const std::string name =
+      req->name().empty() ? fs::path(src->path).filename().string() : req->name();
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid image name \"" + name + "\"");
   }
@@ -141,7 +144,8 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status ImagesService::Delete(grpc::ServerContext* ctx, const cove::v1::DeleteImageRequest* req,
+grpc::Status ImagesService::Delete(grpc::ServerContext* ctx,
+                                   const cove::v1::DeleteImageRequest* req,
                                    cove::v1::DeleteImageResponse*) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   const std::string& name = req->name();
@@ -157,8 +161,8 @@ grpc::Status ImagesService::Delete(grpc::ServerContext* ctx, const cove::v1::Del
   if (!users.ok()) return ToGrpc(users.status());
   if (!users->empty()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("machines ", absl::StrJoin(*users, ", "),
-                                     " use image ", name, "; delete them first"));
+                        absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use image ", name,
+                                     "; delete them first"));
   }
   std::error_code ec;
   fs::remove_all(path, ec);

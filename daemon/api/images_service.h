@@ -12,9 +12,13 @@ namespace cove::daemon::api {
 
 class ImagesService final : public cove::v1::Images::Service {
  public:
-  ImagesService(EventLoop& loop, MachineManager& manager, ImageStore& images,
-                ImageBuilder& builder, const PeerAuth& auth, std::string build_cache)
-      : loop_(loop), manager_(manager), images_(images), builder_(builder), auth_(auth),
+  ImagesService(EventLoop& loop, MachineManager& manager, ImageStore& images, ImageBuilder& builder,
+                const PeerAuth& auth, std::string build_cache)
+      : loop_(loop),
+        manager_(manager),
+        images_(images),
+        builder_(builder),
+        auth_(auth),
         build_cache_(std::move(build_cache)) {}
 
   grpc::Status List(grpc::ServerContext* ctx, const cove::v1::ListImagesRequest* req,

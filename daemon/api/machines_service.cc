@@ -16,10 +16,10 @@ using Clock = std::chrono::steady_clock;
 // Runs a machine operation on the loop and streams its progress to `writer`:
 // `Resp` messages built by `make_phase`, then the machine, then the status.
 template <typename Resp, typename PhaseEnum>
-grpc::Status StreamOperation(
-    EventLoop& loop, grpc::ServerContext* ctx, grpc::ServerWriter<Resp>* writer,
-    MachineManager& manager, const std::string& name,
-    std::function<void(Machine*, Machine::Progress, Machine::Done)> op) {
+grpc::Status StreamOperation(EventLoop& loop, grpc::ServerContext* ctx,
+                             grpc::ServerWriter<Resp>* writer, MachineManager& manager,
+                             const std::string& name,
+                             std::function<void(Machine*, Machine::Progress, Machine::Done)> op) {
   using Item = std::variant<Resp, absl::Status>;
   auto channel = std::make_shared<Channel<Item>>(256);
   const auto begun = Clock::now();
@@ -81,7 +81,8 @@ absl::StatusOr<cove::v1::Machine> MachinesService::DoCreate(const std::string& n
   if (*exists) {
     return absl::AlreadyExistsError(absl::StrCat("a machine named '", name,
                                                  "' already exists; pick another name or `cove "
-                                                 "delete ", name, "` first"));
+                                                 "delete ",
+                                                 name, "` first"));
   }
   auto image = images_.Resolve(spec->image(), spec->arch(), /*verify_digests=*/true);
   if (!image.ok()) return image.status();
@@ -107,7 +108,8 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   if (auto st = ValidateName(req->name()); !st.ok()) return ToGrpc(st);
   if (req->create_if_missing()) {
-    auto exists = loop_.Call<bool>([this, name = req->name()]() { return manager_.Find(name).ok(); });
+    auto exists =
+        loop_.Call<bool>([this, name = req->name()]() { return manager_.Find(name).ok(); });
     if (!exists.ok()) return ToGrpc(exists.status());
     if (!*exists) {
       cove::v1::StartMachineResponse r;

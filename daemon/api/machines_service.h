@@ -18,7 +18,12 @@ class MachinesService final : public cove::v1::Machines::Service {
  public:
   MachinesService(EventLoop& loop, MachineManager& manager, ImageStore& images, EventBus& events,
                   const PeerAuth& auth, HostResources host)
-      : loop_(loop), manager_(manager), images_(images), events_(events), auth_(auth), host_(host) {}
+      : loop_(loop),
+        manager_(manager),
+        images_(images),
+        events_(events),
+        auth_(auth),
+        host_(host) {}
 
   grpc::Status Create(grpc::ServerContext* ctx, const cove::v1::CreateMachineRequest* req,
                       cove::v1::Machine* resp) override;

@@ -21,8 +21,8 @@ grpc::Status PeerAuth::Check(const grpc::ServerContext* context) const {
     if (it != uid_by_fd_.end()) {
       if (it->second == owner_) return grpc::Status::OK;
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "this coved belongs to uid " + std::to_string(owner_) +
-                              "; uid " + std::to_string(it->second) +
+                          "this coved belongs to uid " + std::to_string(owner_) + "; uid " +
+                              std::to_string(it->second) +
                               " may not use it. Run your own: cove uses $COVE_HOME or ~/.cove");
     }
   }

@@ -8,12 +8,11 @@
 // Threading: any thread; internally locked.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <map>
 #include <mutex>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 

@@ -49,7 +49,8 @@ absl::Status UnixListener::Listen() {
   int rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   if (rc == 0) rc = ::chmod(path_.c_str(), 0600);
   if (rc != 0 || ::listen(fd_, 128) != 0) {
-    return absl::InternalError(absl::StrCat("cannot listen on ", path_, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot listen on ", path_, ": ", std::strerror(errno)));
   }
   if (::pipe2(wake_, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   return absl::OkStatus();

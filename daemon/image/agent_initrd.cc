@@ -40,8 +40,8 @@ absl::Status WriteMachineInitrd(const std::string& image_initrd, const std::stri
   if (!base.ok()) return base.status();
   auto agent = ReadFile(agent_path);
   if (!agent.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cove-agent not found at ", agent_path, "; reinstall cove or set COVE_AGENT_PATH"));
+    return absl::FailedPreconditionError(absl::StrCat("cove-agent not found at ", agent_path,
+                                                      "; reinstall cove or set COVE_AGENT_PATH"));
   }
   std::string initrd = *std::move(base);
   PadTo4(initrd);

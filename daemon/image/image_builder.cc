@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <deque>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/version.h"
 #include "spdlog/spdlog.h"
 
@@ -32,7 +32,8 @@ struct ImageBuilder::Run {
 
 namespace {
 
-void EmitLines(std::string& partial, std::string_view data, const std::function<void(std::string)>& fn) {
+void EmitLines(std::string& partial, std::string_view data,
+               const std::function<void(std::string)>& fn) {
   partial.append(data);
   size_t pos;
   while ((pos = partial.find('\n')) != std::string::npos) {
@@ -127,9 +128,9 @@ void ImageBuilder::Build(const Request& request, Line line, Done done) {
   if (rc != 0) {
     run->exit_status = 127;
     run->err_tail.push_back(absl::StrCat("cannot run ", script_, ": ", uv_strerror(rc)));
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&run->process),
-                           reinterpret_cast<uv_handle_t*>(&run->out),
-                           reinterpret_cast<uv_handle_t*>(&run->err)}) {
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&run->process), reinterpret_cast<uv_handle_t*>(&run->out),
+          reinterpret_cast<uv_handle_t*>(&run->err)}) {
       uv_close(h, on_close);
     }
     return;

@@ -48,8 +48,7 @@ bool EventLoop::Post(std::function<void()> fn) {
   return true;
 }
 
-absl::Status EventLoop::Call(std::function<absl::Status()> fn,
-                             std::chrono::milliseconds timeout) {
+absl::Status EventLoop::Call(std::function<absl::Status()> fn, std::chrono::milliseconds timeout) {
   absl::StatusOr<absl::Status> r = Call<absl::Status>(std::move(fn), timeout);
   if (!r.ok()) return r.status();
   return *r;

@@ -26,9 +26,7 @@ struct WriteReq {
 UnixStream::UnixStream(EventLoop& loop, Callbacks callbacks)
     : loop_(loop), callbacks_(std::move(callbacks)) {}
 
-UnixStream::~UnixStream() {
-  Close();
-}
+UnixStream::~UnixStream() { Close(); }
 
 void UnixStream::Connect(const std::string& path) {
   Close();
@@ -37,36 +35,37 @@ void UnixStream::Connect(const std::string& path) {
   uv_pipe_init(loop_.uv(), &handle_->pipe, 0);
   handle_->pipe.data = handle_;
   handle_->connect.data = handle_;
-  uv_pipe_connect(&handle_->connect, &handle_->pipe, path.c_str(), [](uv_connect_t* req, int status) {
-    auto* h = static_cast<Handle*>(req->data);
-    UnixStream* self = h->owner;
-    if (self == nullptr) return;
-    if (status != 0) {
-      self->Close();
-      if (self->callbacks_.on_connect) self->callbacks_.on_connect(status);
-      return;
-    }
-    self->connected_ = true;
-    uv_read_start(
-        reinterpret_cast<uv_stream_t*>(&h->pipe),
-        [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
-          auto* hh = static_cast<Handle*>(handle->data);
-          *buf = uv_buf_init(hh->buffer, sizeof(hh->buffer));
-        },
-        [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-          auto* hh = static_cast<Handle*>(stream->data);
-          UnixStream* s = hh->owner;
-          if (s == nullptr) return;
-          if (nread < 0) {
-            s->Fail(static_cast<int>(nread));
-            return;
-          }
-          if (nread > 0 && s->callbacks_.on_data) {
-            s->callbacks_.on_data(std::string_view(buf->base, static_cast<size_t>(nread)));
-          }
-        });
-    if (self->callbacks_.on_connect) self->callbacks_.on_connect(0);
-  });
+  uv_pipe_connect(
+      &handle_->connect, &handle_->pipe, path.c_str(), [](uv_connect_t* req, int status) {
+        auto* h = static_cast<Handle*>(req->data);
+        UnixStream* self = h->owner;
+        if (self == nullptr) return;
+        if (status != 0) {
+          self->Close();
+          if (self->callbacks_.on_connect) self->callbacks_.on_connect(status);
+          return;
+        }
+        self->connected_ = true;
+        uv_read_start(
+            reinterpret_cast<uv_stream_t*>(&h->pipe),
+            [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
+              auto* hh = static_cast<Handle*>(handle->data);
+              *buf = uv_buf_init(hh->buffer, sizeof(hh->buffer));
+            },
+            [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+              auto* hh = static_cast<Handle*>(stream->data);
+              UnixStream* s = hh->owner;
+              if (s == nullptr) return;
+              if (nread < 0) {
+                s->Fail(static_cast<int>(nread));
+                return;
+              }
+              if (nread > 0 && s->callbacks_.on_data) {
+                s->callbacks_.on_data(std::string_view(buf->base, static_cast<size_t>(nread)));
+              }
+            });
+        if (self->callbacks_.on_connect) self->callbacks_.on_connect(0);
+      });
 }
 
 bool UnixStream::Write(std::string bytes) {

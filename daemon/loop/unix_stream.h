@@ -40,7 +40,7 @@ class UnixStream {
   void Close();
   bool connected() const { return connected_; }
 
- // The libuv side of the connection (defined in the .cc).
+  // The libuv side of the connection (defined in the .cc).
   struct Handle;
 
  private:

@@ -25,7 +25,8 @@ class AccelResolver {
  public:
   using Callback = std::function<void(absl::StatusOr<qemu::AccelReport>)>;
 
-  AccelResolver(EventLoop& loop, std::string cache_dir) : loop_(loop), cache_dir_(std::move(cache_dir)) {}
+  AccelResolver(EventLoop& loop, std::string cache_dir)
+      : loop_(loop), cache_dir_(std::move(cache_dir)) {}
   ~AccelResolver();
 
   // Starts probing for `arch` if not done or under way.

@@ -20,8 +20,8 @@
 namespace cove::daemon {
 namespace {
 
-using google::protobuf::util::TimeUtil;
 using cove::v1::MachineState;
+using google::protobuf::util::TimeUtil;
 
 uint64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -31,12 +31,18 @@ uint64_t NowMs() {
 
 const char* StateName(MachineState s) {
   switch (s) {
-    case cove::v1::MACHINE_STATE_STOPPED: return "stopped";
-    case cove::v1::MACHINE_STATE_STARTING: return "starting";
-    case cove::v1::MACHINE_STATE_RUNNING: return "running";
-    case cove::v1::MACHINE_STATE_STOPPING: return "stopping";
-    case cove::v1::MACHINE_STATE_ERROR: return "error";
-    default: return "unknown";
+    case cove::v1::MACHINE_STATE_STOPPED:
+      return "stopped";
+    case cove::v1::MACHINE_STATE_STARTING:
+      return "starting";
+    case cove::v1::MACHINE_STATE_RUNNING:
+      return "running";
+    case cove::v1::MACHINE_STATE_STOPPING:
+      return "stopping";
+    case cove::v1::MACHINE_STATE_ERROR:
+      return "error";
+    default:
+      return "unknown";
   }
 }
 
@@ -55,8 +61,7 @@ Machine::~Machine() {
 }
 
 bool Machine::busy() const {
-  return state() == cove::v1::MACHINE_STATE_STARTING ||
-         state() == cove::v1::MACHINE_STATE_STOPPING;
+  return state() == cove::v1::MACHINE_STATE_STARTING || state() == cove::v1::MACHINE_STATE_STOPPING;
 }
 
 void Machine::SetState(MachineState state, const std::string& why) {
@@ -85,8 +90,8 @@ void Machine::Persist() {
 
 void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   if (state() == cove::v1::MACHINE_STATE_RUNNING) {
-    return done(absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' is already running")));
+    return done(
+        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already running")));
   }
   if (busy() || vm_) {
     return done(absl::FailedPreconditionError(absl::StrCat(
@@ -94,8 +99,8 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
         "; wait for that to finish first")));
   }
   if (!record_.has_spec()) {
-    return done(absl::FailedPreconditionError(absl::StrCat(
-        "machine '", name(), "' cannot start: ", record_.error())));
+    return done(absl::FailedPreconditionError(
+        absl::StrCat("machine '", name(), "' cannot start: ", record_.error())));
   }
   start_progress_ = std::move(progress);
   start_done_ = std::move(done);
@@ -116,17 +121,15 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   if (!std::filesystem::exists(record_.paths().disk())) {
     return FailStart(absl::StrCat("disk ", record_.paths().disk(), " is missing"));
   }
-  if (auto st = WriteMachineInitrd(image->initrd, env_.agent_path, dir + "/initrd.img");
-      !st.ok()) {
+  if (auto st = WriteMachineInitrd(image->initrd, env_.agent_path, dir + "/initrd.img"); !st.ok()) {
     return FailStart(std::string(st.message()));
   }
 
   start_deadline_.Start(static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
                         [this, timeout_s]() {
-                          FailStart(absl::StrCat(
-                              "the guest agent did not answer within ",
-                              timeout_s ? timeout_s : kDefaultStartTimeoutS, " s; last console lines: ",
-                              SerialTail()));
+                          FailStart(absl::StrCat("the guest agent did not answer within ",
+                                                 timeout_s ? timeout_s : kDefaultStartTimeoutS,
+                                                 " s; last console lines: ", SerialTail()));
                         });
 
   cove::v1::Accel accel = record_.spec().accel();
@@ -140,18 +143,19 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   if (accel != cove::v1::ACCEL_AUTO && accel != cove::v1::ACCEL_UNSPECIFIED) return Boot(accel);
   start_progress_(cove::v1::START_PHASE_PROBING_ACCEL, "choosing the accelerator");
   std::weak_ptr<bool> alive = alive_;
-  env_.accel.Resolve(record_.spec().arch(), [this, alive](absl::StatusOr<qemu::AccelReport> report) {
-    if (alive.expired()) return;  // deleted while the probe ran
-    if (state() != cove::v1::MACHINE_STATE_STARTING || vm_) return;  // cancelled meanwhile
-    if (!report.ok()) return FailStart(std::string(report.status().message()));
-    for (const auto& v : report->verdicts) {
-      if (!v.usable) {
-        start_progress_(cove::v1::START_PHASE_PROBING_ACCEL,
-                        absl::StrCat(qemu::AccelName(v.accel), " unusable: ", v.reason));
-      }
-    }
-    Boot(report->auto_accel);
-  });
+  env_.accel.Resolve(
+      record_.spec().arch(), [this, alive](absl::StatusOr<qemu::AccelReport> report) {
+        if (alive.expired()) return;  // deleted while the probe ran
+        if (state() != cove::v1::MACHINE_STATE_STARTING || vm_) return;  // cancelled meanwhile
+        if (!report.ok()) return FailStart(std::string(report.status().message()));
+        for (const auto& v : report->verdicts) {
+          if (!v.usable) {
+            start_progress_(cove::v1::START_PHASE_PROBING_ACCEL,
+                            absl::StrCat(qemu::AccelName(v.accel), " unusable: ", v.reason));
+          }
+        }
+        Boot(report->auto_accel);
+      });
 }
 
 LaunchSpec Machine::MakeLaunchSpec(cove::v1::Accel accel) const {
@@ -182,9 +186,7 @@ VmCallbacks Machine::MakeVmCallbacks() {
   return VmCallbacks{
       .on_exit = [this](const VmExit& exit) { OnVmExit(exit); },
       .on_guest_event =
-          [this](const std::string& what) {
-            spdlog::info("{}: guest {}", name(), what);
-          },
+          [this](const std::string& what) { spdlog::info("{}: guest {}", name(), what); },
   };
 }
 
@@ -246,8 +248,8 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   cove::v1::Event event;
   event.set_kind(cove::v1::EVENT_KIND_AGENT_CONNECTED);
   event.set_machine_name(name());
-  event.set_message(absl::StrCat("cove-agent ", hello.agent_version(), " on ",
-                                 hello.kernel_release()));
+  event.set_message(
+      absl::StrCat("cove-agent ", hello.agent_version(), " on ", hello.kernel_release()));
   if (state() == cove::v1::MACHINE_STATE_STARTING) {
     if (launch_ms_ != 0) g->set_start_to_ready_ms(NowMs() - launch_ms_);
     *record_.mutable_started_at() = TimeUtil::GetCurrentTime();
@@ -311,8 +313,8 @@ void Machine::FinishStart(absl::Status status) {
 
 void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done) {
   if (state() == cove::v1::MACHINE_STATE_STOPPING) {
-    return done(absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' is already stopping")));
+    return done(
+        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already stopping")));
   }
   if (!vm_) {
     if (state() == cove::v1::MACHINE_STATE_STARTING) {
@@ -389,14 +391,15 @@ void Machine::Adopt() {
     return;
   }
   const int pid = record_.pid();
-  auto vm = pid > 0 ? env_.driver.Adopt(MakeLaunchSpec(record_.accel_in_use()), pid,
-                                        MakeVmCallbacks())
-                    : absl::NotFoundError("no pid recorded");
+  auto vm = pid > 0
+                ? env_.driver.Adopt(MakeLaunchSpec(record_.accel_in_use()), pid, MakeVmCallbacks())
+                : absl::NotFoundError("no pid recorded");
   if (!vm.ok()) {
     record_.set_pid(0);
     record_.clear_guest();
-    SetState(cove::v1::MACHINE_STATE_STOPPED,
-             absl::StrCat("its qemu ended while coved was not running (", vm.status().message(), ")"));
+    SetState(
+        cove::v1::MACHINE_STATE_STOPPED,
+        absl::StrCat("its qemu ended while coved was not running (", vm.status().message(), ")"));
     return;
   }
   vm_ = *std::move(vm);

@@ -29,9 +29,9 @@ absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name
                                                          const ImageInfo& image) {
   if (auto st = ValidateName(name); !st.ok()) return st;
   if (machines_.count(name)) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "a machine named '", name, "' already exists; pick another name or `cove delete ", name,
-        "` first"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("a machine named '", name,
+                     "' already exists; pick another name or `cove delete ", name, "` first"));
   }
   if (image.arch != spec.arch()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -39,8 +39,8 @@ absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name
         "; build an image with `cove image build --arch ", spec.arch(), "`"));
   }
   if (spec.disk_bytes() < image.rootfs_size_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--disk is smaller than the image's root disk (", image.rootfs_size_bytes, " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat("--disk is smaller than the image's root disk (",
+                                                   image.rootfs_size_bytes, " bytes)"));
   }
   const std::string dir = env_.store.dir(name);
   for (const char* sock : {"/qmp.sock", "/agent.sock"}) {
@@ -88,7 +88,8 @@ absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name
   fs::rename(staging, dir, ec);
   if (ec) {
     cleanup();
-    return absl::InternalError(absl::StrCat("cannot rename ", staging, " to ", dir, ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", staging, " to ", dir, ": ", ec.message()));
   }
   machines_[name] = std::make_unique<Machine>(env_, record);
   spdlog::info("{}: created ({} CPUs, {} bytes memory, {} bytes disk, {})", name, spec.cpus(),
@@ -106,8 +107,8 @@ absl::StatusOr<Machine*> MachineManager::Find(const std::string& name) {
   if (auto st = ValidateName(name); !st.ok()) return st;
   auto it = machines_.find(name);
   if (it == machines_.end()) {
-    return absl::NotFoundError(absl::StrCat("no machine named '", name,
-                                            "'; `cove list` shows the machines there are"));
+    return absl::NotFoundError(
+        absl::StrCat("no machine named '", name, "'; `cove list` shows the machines there are"));
   }
   return it->second.get();
 }

@@ -31,7 +31,8 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
                                                     const HostResources& host) {
   cove::v1::MachineSpec spec = in;
   if (spec.cpus() == 0) spec.set_cpus(std::min(kDefaultCpus, host.cpus));
-  if (spec.memory_bytes() == 0) spec.set_memory_bytes(std::min(kDefaultMemory, host.memory_bytes / 2));
+  if (spec.memory_bytes() == 0)
+    spec.set_memory_bytes(std::min(kDefaultMemory, host.memory_bytes / 2));
   if (spec.disk_bytes() == 0) spec.set_disk_bytes(kDefaultDisk);
   if (spec.accel() == cove::v1::ACCEL_UNSPECIFIED) spec.set_accel(cove::v1::ACCEL_AUTO);
   if (spec.driver() == cove::v1::DRIVER_UNSPECIFIED) spec.set_driver(cove::v1::DRIVER_QEMU);
@@ -41,28 +42,28 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   spec.set_arch(*arch);
 
   if (spec.cpus() > host.cpus) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "--cpus ", spec.cpus(), " is more than this host's ", host.cpus, " CPUs"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("--cpus ", spec.cpus(), " is more than this host's ", host.cpus, " CPUs"));
   }
   if (spec.memory_bytes() < kMinMemory) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--memory ", FormatSize(spec.memory_bytes()), " is too small; a machine needs at least ",
-        FormatSize(kMinMemory)));
+    return absl::InvalidArgumentError(absl::StrCat("--memory ", FormatSize(spec.memory_bytes()),
+                                                   " is too small; a machine needs at least ",
+                                                   FormatSize(kMinMemory)));
   }
   if (spec.memory_bytes() > host.memory_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "--memory ", FormatSize(spec.memory_bytes()), " is more than this host's ",
-        FormatSize(host.memory_bytes)));
+    return absl::ResourceExhaustedError(absl::StrCat("--memory ", FormatSize(spec.memory_bytes()),
+                                                     " is more than this host's ",
+                                                     FormatSize(host.memory_bytes)));
   }
   if (spec.disk_bytes() < kMinDisk) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--disk ", FormatSize(spec.disk_bytes()), " is too small; use at least ",
-        FormatSize(kMinDisk)));
+    return absl::InvalidArgumentError(absl::StrCat("--disk ", FormatSize(spec.disk_bytes()),
+                                                   " is too small; use at least ",
+                                                   FormatSize(kMinDisk)));
   }
   if (host.disk_bytes != 0 && spec.disk_bytes() > host.disk_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "--disk ", FormatSize(spec.disk_bytes()), " is more than the ",
-        FormatSize(host.disk_bytes), " filesystem that holds the cove home"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("--disk ", FormatSize(spec.disk_bytes()), " is more than the ",
+                     FormatSize(host.disk_bytes), " filesystem that holds the cove home"));
   }
   if (spec.driver() != cove::v1::DRIVER_QEMU) {
     return absl::InvalidArgumentError("only the qemu driver exists yet; the vz driver is coming");
@@ -70,19 +71,21 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   const bool native = spec.arch() == host.arch;
   switch (spec.accel()) {
     case cove::v1::ACCEL_KVM:
-      if (host.macos) return absl::InvalidArgumentError("kvm is Linux only; use --accel hvf or auto");
+      if (host.macos)
+        return absl::InvalidArgumentError("kvm is Linux only; use --accel hvf or auto");
       if (!native) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "kvm cannot run a ", spec.arch(), " guest on a ", host.arch,
-            " host; use --accel tcg (emulation) or auto"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("kvm cannot run a ", spec.arch(), " guest on a ", host.arch,
+                         " host; use --accel tcg (emulation) or auto"));
       }
       break;
     case cove::v1::ACCEL_HVF:
-      if (!host.macos) return absl::InvalidArgumentError("hvf is macOS only; use --accel kvm or auto");
+      if (!host.macos)
+        return absl::InvalidArgumentError("hvf is macOS only; use --accel kvm or auto");
       if (!native) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "hvf cannot run a ", spec.arch(), " guest on a ", host.arch,
-            " host; use --accel tcg (emulation) or auto"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("hvf cannot run a ", spec.arch(), " guest on a ", host.arch,
+                         " host; use --accel tcg (emulation) or auto"));
       }
       break;
     default:

@@ -70,8 +70,7 @@ std::vector<cove::v1::Machine> MachineStore::LoadAll() {
     broken.set_name(name);
     broken.set_state(cove::v1::MACHINE_STATE_ERROR);
     broken.set_dir(dir(name));
-    broken.set_error(absl::StrCat(json_path(name), " is unreadable (",
-                                  machine.status().message(),
+    broken.set_error(absl::StrCat(json_path(name), " is unreadable (", machine.status().message(),
                                   "); repair it by hand or remove the machine with `cove delete ",
                                   name, "`"));
     spdlog::error("{}", broken.error());

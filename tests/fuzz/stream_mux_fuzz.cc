@@ -43,8 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                              .on_writable = [](uint32_t) {},
                                              .on_output = [] {},
                                          });
-  std::map<uint32_t, int64_t> sent;      // DATA bytes we sent per stream
-  std::map<uint32_t, int64_t> granted;   // credit the peer granted per stream
+  std::map<uint32_t, int64_t> sent;     // DATA bytes we sent per stream
+  std::map<uint32_t, int64_t> granted;  // credit the peer granted per stream
   size_t i = 0;
   auto next = [&]() -> uint8_t { return i < size ? data[i++] : 0; };
   while (i < size) {
@@ -59,8 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       i += n;
       if (f.type == FrameType::kCredit && f.payload.size() == 4) {
         const auto* p = reinterpret_cast<const unsigned char*>(f.payload.data());
-        granted[f.stream_id] += (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) |
-                                (int64_t{p[2]} << 8) | p[3];
+        granted[f.stream_id] +=
+            (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3];
       }
       if (f.type == FrameType::kOpen) {
         sent.erase(f.stream_id);

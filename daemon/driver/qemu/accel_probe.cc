@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -50,11 +49,27 @@ AccelVerdict ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std:
   int timeout_ms = 5000;
   if (const char* env = std::getenv("COVE_ACCEL_PROBE_TIMEOUT_MS")) timeout_ms = std::atoi(env);
   const std::string name = AccelName(accel);
-  auto result = RunCommand(
-      {qemu, "-accel", name, "-machine", "q35", "-cpu", accel == cove::v1::ACCEL_TCG ? "max" : "host",
-       "-m", "64", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "none",
-       "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", kernel},
-      std::chrono::milliseconds(timeout_ms));
+  auto result = RunCommand({qemu,
+                            "-accel",
+                            name,
+                            "-machine",
+                            "q35",
+                            "-cpu",
+                            accel == cove::v1::ACCEL_TCG ? "max" : "host",
+                            "-m",
+                            "64",
+                            "-nodefaults",
+                            "-no-user-config",
+                            "-display",
+                            "none",
+                            "-serial",
+                            "none",
+                            "-no-reboot",
+                            "-device",
+                            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                            "-kernel",
+                            kernel},
+                           std::chrono::milliseconds(timeout_ms));
   if (!result.ok()) {
     v.reason = absl::StrCat("cannot run ", qemu, ": ", result.status().message());
   } else if (result->exit_code == kProbeExitCode) {
@@ -73,11 +88,16 @@ AccelVerdict ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std:
 
 const char* AccelName(cove::v1::Accel accel) {
   switch (accel) {
-    case cove::v1::ACCEL_KVM: return "kvm";
-    case cove::v1::ACCEL_HVF: return "hvf";
-    case cove::v1::ACCEL_TCG: return "tcg";
-    case cove::v1::ACCEL_AUTO: return "auto";
-    default: return "unspecified";
+    case cove::v1::ACCEL_KVM:
+      return "kvm";
+    case cove::v1::ACCEL_HVF:
+      return "hvf";
+    case cove::v1::ACCEL_TCG:
+      return "tcg";
+    case cove::v1::ACCEL_AUTO:
+      return "auto";
+    default:
+      return "unspecified";
   }
 }
 
@@ -88,11 +108,12 @@ std::string ProbeKernelImage() {
   //   mov al, 0x31; out 0xf4, al               (isa-debug-exit)
   //   hlt; jmp hlt
   const uint32_t magic = 0x1BADB002, flags = 0x00010000;
-  const uint32_t header[8] = {magic, flags, static_cast<uint32_t>(-(magic + flags)),
-                              0x100000, 0x100000, 0, 0, 0x100000 + 32};
+  const uint32_t header[8] = {magic,    flags,        static_cast<uint32_t>(-(magic + flags)),
+                              0x100000, 0x100000,     0,
+                              0,        0x100000 + 32};
   std::string image(reinterpret_cast<const char*>(header), sizeof(header));
-  const unsigned char code[] = {0x66, 0xBA, 0xF8, 0x03, 0xB0, 0x4B, 0xEE, 0xB0,
-                                0x31, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD};
+  const unsigned char code[] = {0x66, 0xBA, 0xF8, 0x03, 0xB0, 0x4B, 0xEE,
+                                0xB0, 0x31, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD};
   image.append(reinterpret_cast<const char*>(code), sizeof(code));
   return image;
 }
@@ -116,8 +137,8 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
   }
   struct stat st {};
   ::stat(report.qemu_path.c_str(), &st);
-  const std::string key = absl::StrCat(report.qemu_path, "|", report.qemu_version, "|",
-                                       st.st_mtime, "|", HostKernel(), "|", arch);
+  const std::string key = absl::StrCat(report.qemu_path, "|", report.qemu_version, "|", st.st_mtime,
+                                       "|", HostKernel(), "|", arch);
 
   if (!cache_file.empty()) {
     if (auto cached = ReadFile(cache_file); cached.ok()) {
@@ -159,7 +180,8 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
     }
   }
   if (!cache_file.empty()) {
-    nlohmann::json j = {{"key", key}, {"auto", report.auto_accel}, {"verdicts", nlohmann::json::array()}};
+    nlohmann::json j = {
+        {"key", key}, {"auto", report.auto_accel}, {"verdicts", nlohmann::json::array()}};
     for (const auto& v : report.verdicts) {
       j["verdicts"].push_back({{"accel", v.accel}, {"usable", v.usable}, {"reason", v.reason}});
     }

@@ -4,9 +4,7 @@
 
 namespace cove::daemon::qemu {
 
-std::string QemuBinaryName(const std::string& arch) {
-  return absl::StrCat("qemu-system-", arch);
-}
+std::string QemuBinaryName(const std::string& arch) { return absl::StrCat("qemu-system-", arch); }
 
 std::string EscapeOptionValue(const std::string& value) {
   std::string out;

@@ -57,8 +57,8 @@ absl::StatusOr<std::unique_ptr<VmInstance>> QemuDriver::Launch(const LaunchSpec&
   posix_spawnattr_init(&attr);
   // Its own session: qemu outlives coved and ignores the terminal's signals.
   // coved ignores SIGPIPE; qemu must not inherit that.
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   sigset_t empty, defaults;
   sigemptyset(&empty);
   sigemptyset(&defaults);
@@ -75,8 +75,8 @@ absl::StatusOr<std::unique_ptr<VmInstance>> QemuDriver::Launch(const LaunchSpec&
   if (rc != 0) {
     return absl::InternalError(absl::StrCat("cannot start ", *qemu, ": ", std::strerror(rc)));
   }
-  auto instance = std::make_unique<QemuInstance>(loop_, spec, pid, /*is_child=*/true,
-                                                 std::move(callbacks));
+  auto instance =
+      std::make_unique<QemuInstance>(loop_, spec, pid, /*is_child=*/true, std::move(callbacks));
   if (auto st = instance->Begin(); !st.ok()) return st;
   return instance;
 }
@@ -94,8 +94,8 @@ absl::StatusOr<std::unique_ptr<VmInstance>> QemuDriver::Adopt(const LaunchSpec& 
     return absl::NotFoundError(absl::StrCat("pid ", pid, " is not machine ", spec.name, "'s qemu"));
   }
 #endif
-  auto instance = std::make_unique<QemuInstance>(loop_, spec, pid, /*is_child=*/false,
-                                                 std::move(callbacks));
+  auto instance =
+      std::make_unique<QemuInstance>(loop_, spec, pid, /*is_child=*/false, std::move(callbacks));
   if (auto st = instance->Begin(); !st.ok()) return st;
   return instance;
 }

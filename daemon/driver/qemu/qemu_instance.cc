@@ -72,17 +72,20 @@ absl::Status QemuInstance::Begin() {
   } else {
     // No pidfd (old kernel, macOS): check once a second. A child must be
     // reaped to be seen gone (kill(pid, 0) succeeds on a zombie).
-    liveness_.Start(1000, [this]() {
-      if (is_child_) {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-          Reap(status);
-          OnProcessGone();
-        }
-      } else if (::kill(pid_, 0) != 0 && errno == ESRCH) {
-        OnProcessGone();
-      }
-    }, 1000);
+    liveness_.Start(
+        1000,
+        [this]() {
+          if (is_child_) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+              Reap(status);
+              OnProcessGone();
+            }
+          } else if (::kill(pid_, 0) != 0 && errno == ESRCH) {
+            OnProcessGone();
+          }
+        },
+        1000);
   }
   ConnectQmp();
   return absl::OkStatus();
@@ -132,8 +135,7 @@ void QemuInstance::OnQmpEvent(const std::string& event, const nlohmann::json& da
 std::string QemuInstance::QemuLogTail() const {
   auto log = ReadFile(spec_.hypervisor_log);
   if (!log.ok()) return "";
-  std::vector<std::string> lines =
-      absl::StrSplit(*log, '\n', absl::SkipWhitespace());
+  std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipWhitespace());
   if (lines.size() > 3) lines.erase(lines.begin(), lines.end() - 3);
   return absl::StrJoin(lines, " | ");
 }
@@ -169,7 +171,7 @@ void QemuInstance::OnProcessGone() {
     }
   } else {
     exit.clean = guest_shutdown_ || quit_requested_;
-    exit.reason = guest_shutdown_ ? "guest powered off"
+    exit.reason = guest_shutdown_   ? "guest powered off"
                   : quit_requested_ ? "qemu quit"
                                     : absl::StrCat("qemu (pid ", pid_, ") ended unexpectedly");
   }

@@ -43,7 +43,7 @@ class QemuInstance : public VmInstance {
   VmCallbacks callbacks_;
   QmpClient qmp_;
   Timer qmp_retry_;
-  Timer liveness_;  // used only where pidfds are not available
+  Timer liveness_;                   // used only where pidfds are not available
   uv_poll_t* pidfd_poll_ = nullptr;  // freed in its close callback
   int pidfd_ = -1;
   int qmp_attempts_ = 0;
@@ -51,7 +51,7 @@ class QemuInstance : public VmInstance {
   bool guest_reset_ = false;
   bool quit_requested_ = false;
   bool exited_ = false;
-  bool reaped_ = false;   // is_child_ only: waitpid already collected it
+  bool reaped_ = false;  // is_child_ only: waitpid already collected it
   int wait_status_ = 0;
 };
 

@@ -8,21 +8,22 @@ namespace cove::daemon::qemu {
 
 QmpClient::QmpClient(EventLoop& loop, Callbacks callbacks)
     : callbacks_(std::move(callbacks)),
-      stream_(loop, UnixStream::Callbacks{
-                        .on_connect =
-                            [this](int status) {
-                              if (status != 0) {
-                                FailAll(absl::StrCat("cannot connect to QMP: ", uv_strerror(status)));
-                              }
-                            },
-                        .on_data = [this](std::string_view b) { OnData(b); },
-                        .on_close =
-                            [this](int status) {
-                              FailAll(status == UV_EOF ? "QMP connection closed"
-                                                       : absl::StrCat("QMP connection broke: ",
-                                                                      uv_strerror(status)));
-                            },
-                    }) {}
+      stream_(loop,
+              UnixStream::Callbacks{
+                  .on_connect =
+                      [this](int status) {
+                        if (status != 0) {
+                          FailAll(absl::StrCat("cannot connect to QMP: ", uv_strerror(status)));
+                        }
+                      },
+                  .on_data = [this](std::string_view b) { OnData(b); },
+                  .on_close =
+                      [this](int status) {
+                        FailAll(status == UV_EOF
+                                    ? "QMP connection closed"
+                                    : absl::StrCat("QMP connection broke: ", uv_strerror(status)));
+                      },
+              }) {}
 
 void QmpClient::Connect(const std::string& socket_path) {
   parser_ = QmpStream();
@@ -80,8 +81,8 @@ void QmpClient::OnMessage(const nlohmann::json& msg) {
     auto data = msg.find("data");
     if (event.is_string() && callbacks_.on_event) {
       callbacks_.on_event(event.get<std::string>(), data != msg.end() && data->is_object()
-                                                         ? *data
-                                                         : nlohmann::json::object());
+                                                        ? *data
+                                                        : nlohmann::json::object());
     }
     return;
   }

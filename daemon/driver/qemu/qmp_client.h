@@ -6,9 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "daemon/driver/qemu/qmp_stream.h"

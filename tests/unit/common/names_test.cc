@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "common/names.h"
+
+#include <catch2/catch.hpp>
 
 using cove::ValidateName;
 

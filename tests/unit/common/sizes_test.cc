@@ -1,10 +1,10 @@
-#include <catch2/catch.hpp>
-
 #include "common/sizes.h"
 
-using cove::ParseSize;
+#include <catch2/catch.hpp>
+
 using cove::kGiB;
 using cove::kMiB;
+using cove::ParseSize;
 
 TEST_CASE("sizes parse as users type them", "[sizes]") {
   CHECK(*ParseSize("4GiB", "--memory") == 4 * kGiB);
@@ -17,8 +17,8 @@ TEST_CASE("sizes parse as users type them", "[sizes]") {
 }
 
 TEST_CASE("bad sizes are refused and name the flag", "[sizes]") {
-  for (const char* text : {"", "0", "-1", "-2GiB", "abc", "4XB", "1.5B", "1e400", "99999999999T",
-                           "GiB", "0.0"}) {
+  for (const char* text :
+       {"", "0", "-1", "-2GiB", "abc", "4XB", "1.5B", "1e400", "99999999999T", "GiB", "0.0"}) {
     INFO(text);
     auto r = ParseSize(text, "--memory");
     REQUIRE_FALSE(r.ok());

@@ -1,9 +1,8 @@
-#include <catch2/catch.hpp>
+#include "common/stream_mux.h"
 
+#include <catch2/catch.hpp>
 #include <map>
 #include <string>
-
-#include "common/stream_mux.h"
 
 using cove::link::Frame;
 using cove::link::FrameDecoder;
@@ -117,7 +116,7 @@ TEST_CASE("writes beyond the buffer bound are refused until it drains", "[mux]")
   const uint32_t id = host.mux.Open("");
   REQUIRE(host.mux.Write(id, Pattern(StreamMux::kMaxBuffered)));
   CHECK_FALSE(host.mux.Write(id, "x"));
-  PumpAll(host, guest);  // one window goes out
+  PumpAll(host, guest);          // one window goes out
   CHECK(host.writable.empty());  // still more than half full
   guest.mux.Consumed(id, StreamMux::kWindow);
   PumpAll(host, guest);

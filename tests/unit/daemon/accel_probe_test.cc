@@ -1,10 +1,9 @@
-#include <catch2/catch.hpp>
+#include "daemon/driver/qemu/accel_probe.h"
 
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
-
-#include "daemon/driver/qemu/accel_probe.h"
 #include "test_util.h"
 
 using namespace cove::daemon::qemu;

@@ -1,8 +1,9 @@
+#include "daemon/image/agent_initrd.h"
+
 #include <catch2/catch.hpp>
 
 #include "common/atomic_file.h"
 #include "common/subprocess.h"
-#include "daemon/image/agent_initrd.h"
 #include "test_util.h"
 
 using cove::testing::TempDir;

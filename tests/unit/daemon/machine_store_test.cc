@@ -1,8 +1,8 @@
-#include <catch2/catch.hpp>
+#include "daemon/store/machine_store.h"
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 
-#include "daemon/store/machine_store.h"
 #include "test_util.h"
 
 using cove::daemon::MachineStore;

@@ -2,7 +2,6 @@
 // real VM cannot be made to take on demand. The happy path (boot, agent
 // hello, stop) is tested for real in tests/integration.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 
 #include "daemon/machine/machine_manager.h"
@@ -17,8 +16,14 @@ class FakeInstance : public VmInstance {
  public:
   explicit FakeInstance(VmCallbacks cb) : cb_(std::move(cb)) {}
   int pid() const override { return 4242; }
-  bool RequestPowerdown() override { ++powerdowns; return true; }
-  bool Quit() override { ++quits; return true; }
+  bool RequestPowerdown() override {
+    ++powerdowns;
+    return true;
+  }
+  bool Quit() override {
+    ++quits;
+    return true;
+  }
   void Kill() override { Exit({false, "killed"}); }
   void Exit(VmExit e) {
     auto cb = cb_.on_exit;
@@ -44,8 +49,7 @@ class FakeDriver : public Driver {
     last = vm.get();
     return vm;
   }
-  absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec&, int,
-                                                    VmCallbacks) override {
+  absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec&, int, VmCallbacks) override {
     return absl::NotFoundError("gone");
   }
   absl::Status launch_error;
@@ -131,8 +135,9 @@ TEST_CASE("qemu dying during start is an error, and the kernel cmdline names the
   Machine* m = f.Create("dev");
   std::optional<absl::Status> result;
   std::vector<int> phases;
-  m->Start(0, [&](int p, const std::string&) { phases.push_back(p); },
-           [&](absl::Status st) { result = st; });
+  m->Start(
+      0, [&](int p, const std::string&) { phases.push_back(p); },
+      [&](absl::Status st) { result = st; });
   REQUIRE(f.driver.last != nullptr);
   CHECK(m->state() == cove::v1::MACHINE_STATE_STARTING);
   CHECK(f.driver.last_spec.cmdline.find("cove.hostname=dev") != std::string::npos);
@@ -175,8 +180,7 @@ TEST_CASE("stop of a stopped machine succeeds and changes nothing", "[machine]")
   CHECK(m->state() == cove::v1::MACHINE_STATE_STOPPED);
 }
 
-TEST_CASE("delete refuses a busy machine without force and removes a stopped one",
-          "[machine]") {
+TEST_CASE("delete refuses a busy machine without force and removes a stopped one", "[machine]") {
   Fixture f;
   Machine* m = f.Create("dev");
   m->Start(0, Ignore(), [](absl::Status) {});

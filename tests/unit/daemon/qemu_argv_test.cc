@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
+#include "daemon/driver/qemu/qemu_argv.h"
 
 #include <algorithm>
-
-#include "daemon/driver/qemu/qemu_argv.h"
+#include <catch2/catch.hpp>
 
 using namespace cove::daemon;
 

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "daemon/driver/qemu/qmp_stream.h"
+
+#include <catch2/catch.hpp>
 
 using cove::daemon::qemu::QmpStream;
 
@@ -11,7 +11,8 @@ const std::string kGreeting =
 const std::string kShutdown =
     R"({"timestamp": {"seconds": 1, "microseconds": 2}, "event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}})"
     "\r\n";
-const std::string kReturn = R"({"return": {}, "id": 7})" "\r\n";
+const std::string kReturn = R"({"return": {}, "id": 7})"
+                            "\r\n";
 }  // namespace
 
 TEST_CASE("several QMP messages in one read are all returned", "[qmp]") {

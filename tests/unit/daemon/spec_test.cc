@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "daemon/machine/spec.h"
+
+#include <catch2/catch.hpp>
 
 using namespace cove::daemon;
 

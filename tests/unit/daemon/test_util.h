@@ -38,11 +38,12 @@ inline std::string MakeFakeImage(const std::string& dir, const std::string& arch
   WriteText(dir + "/initrd.img", "initrd");
   WriteText(dir + "/rootfs.img", std::string(4096, 'r'));
   auto d = [&](const char* f) { return *cove::daemon::Sha256File(dir + "/" + f); };
-  WriteText(dir + "/image.json",
-            std::string(R"({"format":1,"name":"fake","arch":")") + arch +
-                R"(","kernel_cmdline":"console=ttyS0","files":{"kernel":"vmlinuz","initrd":"initrd.img","rootfs":"rootfs.img"},"sha256":{"vmlinuz":")" +
-                d("vmlinuz") + R"(","initrd.img":")" + d("initrd.img") + R"(","rootfs.img":")" +
-                d("rootfs.img") + R"("},"rootfs_size_bytes":4096})");
+  WriteText(
+      dir + "/image.json",
+      std::string(R"({"format":1,"name":"fake","arch":")") + arch +
+          R"(","kernel_cmdline":"console=ttyS0","files":{"kernel":"vmlinuz","initrd":"initrd.img","rootfs":"rootfs.img"},"sha256":{"vmlinuz":")" +
+          d("vmlinuz") + R"(","initrd.img":")" + d("initrd.img") + R"(","rootfs.img":")" +
+          d("rootfs.img") + R"("},"rootfs_size_bytes":4096})");
   return dir;
 }
 
