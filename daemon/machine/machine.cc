@@ -121,7 +121,16 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   if (!std::filesystem::exists(record_.paths().disk())) {
     return FailStart(absl::StrCat("disk ", record_.paths().disk(), " is missing"));
   }
-  if (auto st = WriteMachineInitrd(image->initrd, env_.agent_path, dir + "/initrd.img"); !st.ok()) {
+  const std::string& arch = record_.spec().arch();
+  const std::string agent =
+      arch == HostArch() ? env_.agent_path : absl::StrCat(env_.agent_path, "-", arch);
+  if (!std::filesystem::exists(agent)) {
+    return FailStart(absl::StrCat(
+        "no cove-agent for ", arch, " guests (looked for ", agent,
+        "); this cove build has only the ", HostArch(), " agent, so use a ", HostArch(),
+        " machine (--arch ", HostArch(), ")"));
+  }
+  if (auto st = WriteMachineInitrd(image->initrd, agent, dir + "/initrd.img"); !st.ok()) {
     return FailStart(std::string(st.message()));
   }
 

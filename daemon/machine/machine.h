@@ -35,7 +35,9 @@ struct MachineEnv {
   ImageStore& images;
   EventBus& events;
   AccelResolver& accel;
-  std::string agent_path;  // cove-agent for x86_64 guests
+  // cove-agent built for the host's architecture. A guest of another
+  // architecture needs `<agent_path>-<arch>` (e.g. cove-agent-aarch64).
+  std::string agent_path;
 };
 
 class Machine {

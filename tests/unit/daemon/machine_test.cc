@@ -214,3 +214,26 @@ TEST_CASE("a machine left running by an earlier coved whose qemu is gone loads a
   CHECK((*m)->state() == cove::v1::MACHINE_STATE_STOPPED);
   CHECK((*m)->view().pid() == 0);
 }
+
+TEST_CASE("a foreign-architecture guest without its agent fails to start with a reason",
+          "[machine]") {
+  Fixture f;
+  const std::string foreign = HostArch() == "x86_64" ? "aarch64" : "x86_64";
+  const std::string arm_image = cove::testing::MakeFakeImage(f.tmp.path() + "/arm", foreign);
+  cove::v1::MachineSpec spec;
+  spec.set_cpus(1);
+  spec.set_memory_bytes(512ull << 20);
+  spec.set_disk_bytes(1ull << 30);
+  spec.set_arch(foreign);
+  spec.set_accel(cove::v1::ACCEL_TCG);
+  auto image = f.images.Load(arm_image, true);
+  REQUIRE(image.ok());
+  REQUIRE(f.manager->Create("arm", spec, *image).ok());
+  Machine* m = *f.manager->Find("arm");
+  absl::Status result;
+  m->Start(0, Ignore(), [&](absl::Status st) { result = st; });
+  CHECK(absl::IsFailedPrecondition(result));
+  CHECK(std::string(result.message()).find("no cove-agent for " + foreign) != std::string::npos);
+  CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
+  CHECK(f.driver.last == nullptr);  // qemu was never launched
+}
