@@ -47,6 +47,9 @@ class Machine {
   using Progress = std::function<void(int phase, const std::string& message)>;
   using Done = std::function<void(absl::Status)>;
 
+  // A clean stop's default budget before qemu is quit, then killed.
+  static constexpr uint32_t kDefaultStopTimeoutS = 20;
+
   Machine(MachineEnv& env, cove::v1::Machine record);
   ~Machine();
 
