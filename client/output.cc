@@ -9,38 +9,6 @@ namespace cove::client {
 
 using google::protobuf::util::TimeUtil;
 
-std::string StateName(cove::v1::MachineState state) {
-  switch (state) {
-    case cove::v1::MACHINE_STATE_STOPPED:
-      return "stopped";
-    case cove::v1::MACHINE_STATE_STARTING:
-      return "starting";
-    case cove::v1::MACHINE_STATE_RUNNING:
-      return "running";
-    case cove::v1::MACHINE_STATE_STOPPING:
-      return "stopping";
-    case cove::v1::MACHINE_STATE_ERROR:
-      return "error";
-    default:
-      return "unknown";
-  }
-}
-
-std::string AccelName(cove::v1::Accel accel) {
-  switch (accel) {
-    case cove::v1::ACCEL_AUTO:
-      return "auto";
-    case cove::v1::ACCEL_KVM:
-      return "kvm";
-    case cove::v1::ACCEL_HVF:
-      return "hvf";
-    case cove::v1::ACCEL_TCG:
-      return "tcg";
-    default:
-      return "";
-  }
-}
-
 std::string EventKindName(cove::v1::EventKind kind) {
   switch (kind) {
     case cove::v1::EVENT_KIND_MACHINE_SNAPSHOT:

@@ -5,14 +5,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/api_names.h"
 #include "cove/v1/daemon.pb.h"
 #include "cove/v1/images.pb.h"
 #include "cove/v1/machines.pb.h"
 
 namespace cove::client {
 
-std::string StateName(cove::v1::MachineState state);
-std::string AccelName(cove::v1::Accel accel);
 std::string EventKindName(cove::v1::EventKind kind);
 
 nlohmann::json MachineJson(const cove::v1::Machine& m);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/api_names.h"
 #include "common/atomic_file.h"
 #include "common/sizes.h"
 #include "daemon/driver/qemu/accel_probe.h"
@@ -27,23 +28,6 @@ uint64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-const char* StateName(MachineState s) {
-  switch (s) {
-    case cove::v1::MACHINE_STATE_STOPPED:
-      return "stopped";
-    case cove::v1::MACHINE_STATE_STARTING:
-      return "starting";
-    case cove::v1::MACHINE_STATE_RUNNING:
-      return "running";
-    case cove::v1::MACHINE_STATE_STOPPING:
-      return "stopping";
-    case cove::v1::MACHINE_STATE_ERROR:
-      return "error";
-    default:
-      return "unknown";
-  }
 }
 
 constexpr uint32_t kDefaultStartTimeoutS = 180;
@@ -157,7 +141,7 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
         for (const auto& v : report->verdicts) {
           if (!v.usable) {
             start_progress_(cove::v1::START_PHASE_PROBING_ACCEL,
-                            absl::StrCat(qemu::AccelName(v.accel), " unusable: ", v.reason));
+                            absl::StrCat(AccelName(v.accel), " unusable: ", v.reason));
           }
         }
         Boot(report->auto_accel);
@@ -204,7 +188,7 @@ void Machine::Boot(cove::v1::Accel accel) {
   std::error_code ec;
   std::filesystem::rename(spec.serial_log, spec.serial_log + ".1", ec);
   start_progress_(cove::v1::START_PHASE_BOOTING,
-                  absl::StrCat("qemu ", spec.arch, ", ", qemu::AccelName(accel), ", ", spec.cpus,
+                  absl::StrCat("qemu ", spec.arch, ", ", AccelName(accel), ", ", spec.cpus,
                                " CPUs, ", FormatSize(spec.memory_bytes)));
   launch_ms_ = NowMs();
   auto vm = env_.driver.Launch(spec, MakeVmCallbacks());

@@ -86,21 +86,6 @@ AccelVerdict ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std:
 
 }  // namespace
 
-const char* AccelName(cove::v1::Accel accel) {
-  switch (accel) {
-    case cove::v1::ACCEL_KVM:
-      return "kvm";
-    case cove::v1::ACCEL_HVF:
-      return "hvf";
-    case cove::v1::ACCEL_TCG:
-      return "tcg";
-    case cove::v1::ACCEL_AUTO:
-      return "auto";
-    default:
-      return "unspecified";
-  }
-}
-
 std::string ProbeKernelImage() {
   // A multiboot (v1) image loaded at 1 MiB with the a.out kludge (flag 16),
   // so qemu's -kernel loads it as flat binary and jumps to 32-bit code:

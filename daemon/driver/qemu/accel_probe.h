@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/api_names.h"
 #include "cove/v1/machines.pb.h"
 
 namespace cove::daemon::qemu {
@@ -40,7 +41,5 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
                                               const std::string& arch,
                                               const std::string& cache_file,
                                               const std::string& scratch_dir);
-
-const char* AccelName(cove::v1::Accel accel);
 
 }  // namespace cove::daemon::qemu
