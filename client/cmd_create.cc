@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "client/commands.h"
+#include "client/docker_context.h"
 #include "client/output.h"
 #include "client/spec_flags.h"
 
@@ -56,6 +57,7 @@ void RegisterDelete(CLI::App& app, Context& ctx, int& exit_code) {
         return;
       }
       std::cout << "deleted " << name << "\n";
+      RemoveDockerContext(name);
     }
   });
 }

@@ -7,7 +7,7 @@
 
 namespace cove::client {
 
-int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req);
+int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req, bool activate);
 int RunStop(Context& ctx, const std::string& name, bool force, unsigned timeout_s);
 
 }  // namespace cove::client

@@ -3,6 +3,7 @@
 
 #include "client/cmd_lifecycle.h"
 #include "client/commands.h"
+#include "client/docker_context.h"
 #include "client/output.h"
 #include "client/spec_flags.h"
 
@@ -21,6 +22,8 @@ std::string PhaseName(cove::v1::StartPhase phase) {
       return "booting";
     case cove::v1::START_PHASE_WAITING_FOR_AGENT:
       return "waiting for agent";
+    case cove::v1::START_PHASE_STARTING_RUNTIME:
+      return "starting runtime";
     case cove::v1::START_PHASE_RUNNING:
       return "running";
     default:
@@ -30,7 +33,7 @@ std::string PhaseName(cove::v1::StartPhase phase) {
 
 }  // namespace
 
-int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req) {
+int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req, bool activate) {
   grpc::ClientContext call;
   auto reader = ctx.machines().Start(&call, req);
   cove::v1::StartMachineResponse resp;
@@ -48,9 +51,14 @@ int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req) {
   if (ctx.json) {
     std::cout << MachineJson(machine).dump(2) << "\n";
   } else {
-    std::fprintf(stderr, "%s: running (agent ready %.1fs after qemu started)\n",
+    std::fprintf(stderr, "%s: running (runtime ready %.1fs after qemu started)\n",
                  machine.name().c_str(), machine.guest().start_to_ready_ms() / 1000.0);
+    if (!machine.sockets().containerd().empty()) {
+      std::fprintf(stderr, "%s: containerd socket %s\n", machine.name().c_str(),
+                   machine.sockets().containerd().c_str());
+    }
   }
+  EnsureDockerContext(machine, activate);
   return 0;
 }
 
@@ -60,11 +68,14 @@ void RegisterStart(CLI::App& app, Context& ctx, int& exit_code) {
   auto name = std::make_shared<std::string>();
   auto flags = std::make_shared<SpecFlags>();
   auto timeout = std::make_shared<unsigned>(0);
+  auto activate = std::make_shared<bool>(false);
   cmd->add_option("name", *name, "Machine name (default: default)");
   flags->Add(*cmd);
+  cmd->add_flag("--activate", *activate,
+                "With --runtime docker: make the cove-NAME docker context current");
   cmd->add_option("--timeout", *timeout, "Seconds to wait for the guest (default 180)");
   cmd->add_flag("--json", ctx.json, "Print the machine as JSON when running");
-  cmd->callback([&ctx, &exit_code, name, flags, timeout]() {
+  cmd->callback([&ctx, &exit_code, name, flags, timeout, activate]() {
     auto spec = flags->ToSpec();
     if (!spec.ok()) {
       exit_code = Context::Fail(spec.status());
@@ -75,7 +86,7 @@ void RegisterStart(CLI::App& app, Context& ctx, int& exit_code) {
     req.set_create_if_missing(name->empty() || *name == "default");
     *req.mutable_spec() = *spec;
     req.set_timeout_seconds(*timeout);
-    exit_code = RunStart(ctx, req);
+    exit_code = RunStart(ctx, req, *activate);
   });
 }
 
@@ -90,7 +101,7 @@ void RegisterRestart(CLI::App& app, Context& ctx, int& exit_code) {
     if (exit_code != 0) return;
     cove::v1::StartMachineRequest req;
     req.set_name(*name);
-    exit_code = RunStart(ctx, req);
+    exit_code = RunStart(ctx, req, false);
   });
 }
 

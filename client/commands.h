@@ -18,5 +18,9 @@ void RegisterInspect(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterEvents(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterImage(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterExec(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterShell(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterLogs(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterCopy(CLI::App& app, Context& ctx, int& exit_code);
 
 }  // namespace cove::client

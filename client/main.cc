@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
   RegisterEvents(app, ctx, exit_code);
   RegisterImage(app, ctx, exit_code);
   RegisterVersion(app, ctx, exit_code);
+  RegisterExec(app, ctx, exit_code);
+  RegisterShell(app, ctx, exit_code);
+  RegisterLogs(app, ctx, exit_code);
+  RegisterCopy(app, ctx, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

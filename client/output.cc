@@ -55,7 +55,24 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
         {"agent_socket", m.paths().agent_socket()},
         {"disk", m.paths().disk()}}},
       {"sockets", nlohmann::json::object()},
+      {"runtime", s.runtime() == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd"},
   };
+  // Present exactly while the machine runs (the socket files exist then).
+  if (!m.sockets().containerd().empty()) j["sockets"]["containerd"] = m.sockets().containerd();
+  if (!m.sockets().docker().empty()) j["sockets"]["docker"] = m.sockets().docker();
+  j["services"] = nlohmann::json::array();
+  for (const auto& svc : m.services()) {
+    j["services"].push_back({{"name", svc.name()},
+                             {"state", svc.state()},
+                             {"pid", svc.pid()},
+                             {"restarts", svc.restarts()},
+                             {"last_exit", svc.last_exit()}});
+  }
+  j["reverse_sockets"] = nlohmann::json::array();
+  for (const auto& r : s.reverse_sockets()) {
+    j["reverse_sockets"].push_back(
+        {{"name", r.name()}, {"host_path", r.host_path()}, {"guest_path", r.guest_path()}});
+  }
   if (m.has_created_at()) j["created_at"] = TimeUtil::ToString(m.created_at());
   if (m.has_started_at()) j["started_at"] = TimeUtil::ToString(m.started_at());
   if (m.has_guest() && !m.guest().agent_version().empty()) {

@@ -18,6 +18,10 @@ void SpecFlags::Add(CLI::App& cmd) {
   cmd.add_option("--arch", arch, "Guest architecture: x86_64 or aarch64 (default: the host's)");
   cmd.add_option("--accel", accel, "auto, kvm, hvf or tcg (default auto; env COVE_ACCEL)");
   cmd.add_option("--image", image, "Image directory or cached image name");
+  cmd.add_option("--runtime", runtime, "Container runtime: containerd (default) or docker");
+  cmd.add_option("--reverse-socket", reverse_sockets,
+                 "Make a host socket reachable in the guest: NAME=HOST_PATH:GUEST_PATH "
+                 "(repeatable), e.g. ssh=$SSH_AUTH_SOCK:/run/host-ssh.sock");
 }
 
 absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
@@ -49,6 +53,29 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown accelerator \"", a, "\"; use auto, kvm, hvf or tcg"));
+  }
+  if (runtime.empty() || runtime == "containerd") {
+    spec.set_runtime(runtime.empty() ? cove::v1::RUNTIME_UNSPECIFIED
+                                     : cove::v1::RUNTIME_CONTAINERD);
+  } else if (runtime == "docker") {
+    spec.set_runtime(cove::v1::RUNTIME_DOCKER);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown runtime \"", runtime, "\"; use containerd or docker"));
+  }
+  for (const std::string& r : reverse_sockets) {
+    const size_t eq = r.find('=');
+    const size_t colon = eq == std::string::npos ? std::string::npos : r.find(':', eq);
+    if (eq == std::string::npos || colon == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--reverse-socket \"", r, "\" is not NAME=HOST_PATH:GUEST_PATH"));
+    }
+    auto* rs = spec.add_reverse_sockets();
+    rs->set_name(r.substr(0, eq));
+    std::string host = r.substr(eq + 1, colon - eq - 1);
+    if (!host.empty()) host = std::filesystem::absolute(host).lexically_normal().string();
+    rs->set_host_path(host);
+    rs->set_guest_path(r.substr(colon + 1));
   }
   // A path is made absolute here: coved's working directory is not ours.
   if (image.find('/') != std::string::npos) {

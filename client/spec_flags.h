@@ -1,9 +1,10 @@
 // The machine flags shared by create and start: --cpus, --memory, --disk,
-// --arch, --accel, --image.
+// --arch, --accel, --image, --runtime, --reverse-socket.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cove/v1/machines.pb.h"
@@ -12,7 +13,9 @@ namespace cove::client {
 
 struct SpecFlags {
   unsigned cpus = 0;
-  std::string memory, disk, arch, accel, image;
+  std::string memory, disk, arch, accel, image, runtime;
+  // NAME=HOST_PATH:GUEST_PATH
+  std::vector<std::string> reverse_sockets;
 
   void Add(CLI::App& cmd);
   // Parsed sizes and enums; unset flags stay zero so coved fills defaults.

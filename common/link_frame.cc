@@ -21,15 +21,19 @@ bool KnownType(uint8_t t) { return t <= static_cast<uint8_t>(FrameType::kCredit)
 
 }  // namespace
 
-void EncodeFrame(const Frame& frame, std::string& out) {
-  if (frame.payload.size() > kMaxFramePayload) std::abort();  // callers split data
+void EncodeFrame(FrameType type, uint32_t stream_id, std::string_view payload, std::string& out) {
+  if (payload.size() > kMaxFramePayload) std::abort();  // callers split data
   out.push_back(static_cast<char>(kMagic0));
   out.push_back(static_cast<char>(kMagic1));
   out.push_back(static_cast<char>(kLinkVersion));
-  out.push_back(static_cast<char>(frame.type));
-  PutU32(out, frame.stream_id);
-  PutU32(out, static_cast<uint32_t>(frame.payload.size()));
-  out.append(frame.payload);
+  out.push_back(static_cast<char>(type));
+  PutU32(out, stream_id);
+  PutU32(out, static_cast<uint32_t>(payload.size()));
+  out.append(payload);
+}
+
+void EncodeFrame(const Frame& frame, std::string& out) {
+  EncodeFrame(frame.type, frame.stream_id, frame.payload, out);
 }
 
 std::string EncodeFrame(const Frame& frame) {

@@ -53,6 +53,7 @@ struct Frame {
 // Appends the encoded frame to `out`. The payload must fit kMaxFramePayload
 // (asserted: callers split data themselves).
 void EncodeFrame(const Frame& frame, std::string& out);
+void EncodeFrame(FrameType type, uint32_t stream_id, std::string_view payload, std::string& out);
 std::string EncodeFrame(const Frame& frame);
 
 class FrameDecoder {

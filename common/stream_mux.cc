@@ -45,6 +45,11 @@ void StreamMux::Activate(uint32_t id) {
   if (std::find(active_.begin(), active_.end(), id) == active_.end()) active_.push_back(id);
 }
 
+void StreamMux::SendControl(std::string_view payload) {
+  EncodeFrame(FrameType::kControl, 0, payload, control_out_);
+  Notify();
+}
+
 uint32_t StreamMux::Open(std::string payload) {
   if (streams_.size() >= kMaxStreams) return 0;
   uint32_t id = next_id_;
@@ -61,16 +66,30 @@ bool StreamMux::Write(uint32_t id, std::string_view data) {
   auto it = streams_.find(id);
   if (it == streams_.end() || it->second.write_closed) return false;
   Stream& s = it->second;
-  if (s.send_buf.size() + data.size() > kMaxBuffered) {
+  if (s.pending() + data.size() > kMaxBuffered) {
     s.blocked = true;
     return false;
   }
+  // Drop the framed prefix before it costs more than the bytes kept.
+  if (s.send_off > 0 && s.send_off >= s.pending()) {
+    s.send_buf.erase(0, s.send_off);
+    s.send_off = 0;
+  }
   s.send_buf.append(data);
+  // Past half full, the writer will soon have to wait: tell it when the
+  // buffer drains back (on_writable), whether or not a Write was refused.
+  if (s.pending() > kMaxBuffered / 2) s.blocked = true;
   if (s.send_credit > 0) {
     Activate(id);
     Notify();
   }
   return true;
+}
+
+size_t StreamMux::WritableBytes(uint32_t id) const {
+  auto it = streams_.find(id);
+  if (it == streams_.end() || it->second.write_closed) return 0;
+  return kMaxBuffered - std::min(kMaxBuffered, it->second.pending());
 }
 
 void StreamMux::CloseWrite(uint32_t id) {
@@ -107,7 +126,7 @@ void StreamMux::MaybeFinish(uint32_t id) {
   auto it = streams_.find(id);
   if (it == streams_.end()) return;
   const Stream& s = it->second;
-  if (s.close_sent && s.peer_closed && s.send_buf.empty()) streams_.erase(it);
+  if (s.close_sent && s.peer_closed && s.pending() == 0) streams_.erase(it);
 }
 
 bool StreamMux::OnFrame(const Frame& frame) {
@@ -167,7 +186,7 @@ bool StreamMux::OnFrame(const Frame& frame) {
       const uint32_t grant = ReadU32(frame.payload);
       if (s.send_credit + grant > int64_t{kWindow} * 4) return false;  // more than ever owed
       s.send_credit += grant;
-      if (!s.send_buf.empty() || (s.write_closed && !s.close_sent)) Activate(id);
+      if (s.pending() > 0 || (s.write_closed && !s.close_sent)) Activate(id);
       break;
     }
     default:
@@ -183,8 +202,8 @@ bool StreamMux::HasOutput() const {
     auto it = streams_.find(id);
     if (it == streams_.end()) continue;
     const Stream& s = it->second;
-    if ((!s.send_buf.empty() && s.send_credit > 0) ||
-        (s.write_closed && !s.close_sent && s.send_buf.empty())) {
+    if ((s.pending() > 0 && s.send_credit > 0) ||
+        (s.write_closed && !s.close_sent && s.pending() == 0)) {
       return true;
     }
   }
@@ -203,22 +222,26 @@ std::string StreamMux::TakeOutput(size_t max_bytes) {
     auto it = streams_.find(id);
     if (it == streams_.end()) continue;
     Stream& s = it->second;
-    if (!s.send_buf.empty() && s.send_credit > 0) {
+    if (s.pending() > 0 && s.send_credit > 0) {
       const size_t n =
-          std::min<size_t>({s.send_buf.size(), static_cast<size_t>(s.send_credit), kMaxChunk});
-      EncodeFrame(Frame{FrameType::kData, id, s.send_buf.substr(0, n)}, out);
-      s.send_buf.erase(0, n);
+          std::min<size_t>({s.pending(), static_cast<size_t>(s.send_credit), kMaxChunk});
+      EncodeFrame(FrameType::kData, id, std::string_view(s.send_buf).substr(s.send_off, n), out);
+      s.send_off += n;
+      if (s.send_off == s.send_buf.size()) {
+        s.send_buf.clear();
+        s.send_off = 0;
+      }
       s.send_credit -= static_cast<int64_t>(n);
-      if (s.blocked && s.send_buf.size() <= kMaxBuffered / 2) {
+      if (s.blocked && s.pending() <= kMaxBuffered / 2) {
         s.blocked = false;
         writable.push_back(id);
       }
     }
-    if (s.send_buf.empty() && s.write_closed && !s.close_sent) {
-      EncodeFrame(Frame{FrameType::kCloseWrite, id, ""}, out);
+    if (s.pending() == 0 && s.write_closed && !s.close_sent) {
+      EncodeFrame(FrameType::kCloseWrite, id, "", out);
       s.close_sent = true;
     }
-    if (!s.send_buf.empty() && s.send_credit > 0) active_.push_back(id);
+    if (s.pending() > 0 && s.send_credit > 0) active_.push_back(id);
     MaybeFinish(id);
   }
   for (uint32_t id : writable) {

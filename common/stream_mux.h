@@ -52,13 +52,18 @@ class StreamMux {
     std::function<void(uint32_t id)> on_close_write;
     // The stream is gone, reset by the peer or here (reason says which).
     std::function<void(uint32_t id, const std::string& reason)> on_reset;
-    // A Write() that was refused for a full buffer may be retried.
+    // The send buffer drained to half after it was more than half full (or
+    // a Write() was refused): a writer waiting for room may go on.
     std::function<void(uint32_t id)> on_writable;
     // TakeOutput() has bytes now.
     std::function<void()> on_output;
   };
 
   StreamMux(Side side, Callbacks callbacks);
+
+  // Queues a CONTROL frame on stream 0, in order with the OPEN, RESET and
+  // CLOSE_WRITE frames queued before it.
+  void SendControl(std::string_view payload);
 
   // Opens a stream; 0 when kMaxStreams are open.
   uint32_t Open(std::string payload);
@@ -87,12 +92,16 @@ class StreamMux {
   // each) and all output is dropped.
   void ResetAll(const std::string& reason);
 
+  // Bytes Write() would take on `id` now (0 for an unknown or closed stream).
+  size_t WritableBytes(uint32_t id) const;
+
   size_t stream_count() const { return streams_.size(); }
   bool IsOpen(uint32_t id) const { return streams_.count(id) != 0; }
 
  private:
   struct Stream {
-    std::string send_buf;           // queued, not yet framed
+    std::string send_buf;  // queued; bytes before send_off are framed
+    size_t send_off = 0;
     int64_t send_credit = kWindow;  // bytes we may still send
     int64_t recv_window = kWindow;  // bytes the peer may still send
     uint64_t consumed_unacked = 0;  // consumed but not yet granted back
@@ -100,6 +109,8 @@ class StreamMux {
     bool close_sent = false;        // CLOSE_WRITE framed
     bool peer_closed = false;       // CLOSE_WRITE received
     bool blocked = false;           // a Write() was refused
+
+    size_t pending() const { return send_buf.size() - send_off; }
   };
 
   void Control(FrameType type, uint32_t id, std::string payload);

@@ -45,11 +45,112 @@ AgentLink::AgentLink(EventLoop& loop, std::string name, std::string socket_path,
                             },
                         .on_data = [this](std::string_view b) { OnData(b); },
                         .on_close = [this](int) { Drop("agent socket closed"); },
+                        .on_written = [this]() { Pump(); },
                     }),
+      mux_(std::make_unique<link::StreamMux>(link::StreamMux::Side::kHost, MuxCallbacks())),
       retry_(loop),
-      watchdog_(loop) {}
+      watchdog_(loop),
+      pump_(loop) {}
 
-AgentLink::~AgentLink() { Stop(); }
+AgentLink::~AgentLink() {
+  running_ = false;
+  Stop();
+}
+
+link::StreamMux::Callbacks AgentLink::MuxCallbacks() {
+  return link::StreamMux::Callbacks{
+      .on_open =
+          [this](uint32_t id, std::string payload) {
+            cove::agent::v1::StreamOpen what;
+            std::optional<StreamCallbacks> accepted;
+            if (what.ParseFromString(payload) && callbacks_.on_guest_open) {
+              accepted = callbacks_.on_guest_open(id, what);
+            }
+            if (!accepted) {
+              mux_->Reset(id, "refused by the host");
+              return;
+            }
+            handlers_[id] = std::make_shared<StreamCallbacks>(std::move(*accepted));
+          },
+      .on_data =
+          [this](uint32_t id, std::string_view data) {
+            if (auto h = Handler(id); h && h->on_data) {
+              h->on_data(data);
+            } else {
+              mux_->Consumed(id, data.size());
+            }
+          },
+      .on_close_write =
+          [this](uint32_t id) {
+            if (auto h = Handler(id); h && h->on_close_write) h->on_close_write();
+          },
+      .on_reset =
+          [this](uint32_t id, const std::string& reason) {
+            auto h = Handler(id);
+            handlers_.erase(id);
+            if (h && h->on_reset) h->on_reset(reason);
+          },
+      .on_writable =
+          [this](uint32_t id) {
+            if (auto h = Handler(id); h && h->on_writable) h->on_writable();
+          },
+      .on_output = [this]() { SchedulePump(); },
+  };
+}
+
+std::shared_ptr<StreamCallbacks> AgentLink::Handler(uint32_t id) const {
+  auto it = handlers_.find(id);
+  return it == handlers_.end() ? nullptr : it->second;
+}
+
+void AgentLink::Configure(std::vector<std::string> services,
+                          std::vector<cove::agent::v1::ReverseSocket> reverse_sockets) {
+  services_ = std::move(services);
+  reverse_sockets_ = std::move(reverse_sockets);
+}
+
+void AgentLink::SchedulePump() {
+  if (pump_scheduled_) return;
+  pump_scheduled_ = true;
+  // Not right away: on_output fires inside StreamMux calls, and taking its
+  // output there would re-enter it. Once per loop turn also batches frames.
+  pump_.Start(0, [this]() {
+    pump_scheduled_ = false;
+    Pump();
+  });
+}
+
+void AgentLink::Pump() {
+  while (stream_.connected() && stream_.queued() < kMaxInFlight && mux_->HasOutput()) {
+    std::string out = mux_->TakeOutput(256 * 1024);
+    if (out.empty()) break;
+    if (!stream_.Write(std::move(out))) {
+      stream_.Close();
+      Drop("agent socket write failed");
+      return;
+    }
+  }
+}
+
+uint32_t AgentLink::OpenStream(const cove::agent::v1::StreamOpen& what, StreamCallbacks callbacks) {
+  if (!ready_) return 0;
+  const uint32_t id = mux_->Open(what.SerializeAsString());
+  if (id != 0) handlers_[id] = std::make_shared<StreamCallbacks>(std::move(callbacks));
+  return id;
+}
+
+bool AgentLink::WriteStream(uint32_t id, std::string_view data) { return mux_->Write(id, data); }
+
+size_t AgentLink::StreamWritable(uint32_t id) const { return mux_->WritableBytes(id); }
+
+void AgentLink::CloseStreamWrite(uint32_t id) { mux_->CloseWrite(id); }
+
+void AgentLink::ResetStream(uint32_t id, const std::string& reason) {
+  handlers_.erase(id);
+  mux_->Reset(id, reason);
+}
+
+void AgentLink::ConsumeStream(uint32_t id, size_t n) { mux_->Consumed(id, n); }
 
 void AgentLink::Start() {
   running_ = true;
@@ -58,16 +159,21 @@ void AgentLink::Start() {
 }
 
 void AgentLink::Stop() {
+  const bool was_running = running_;
   running_ = false;
-  ready_ = false;
   retry_.Stop();
-  watchdog_.Stop();
+  pump_.Stop();
+  pump_scheduled_ = false;
   stream_.Close();
+  if (was_running) Drop("the machine is stopping");
+  ready_ = false;
+  watchdog_.Stop();
 }
 
 void AgentLink::Connect() {
   if (!running_) return;
   decoder_ = link::FrameDecoder();
+  mux_ = std::make_unique<link::StreamMux>(link::StreamMux::Side::kHost, MuxCallbacks());
   stream_.Connect(socket_path_);
 }
 
@@ -92,15 +198,15 @@ void AgentLink::SendHostHello() {
   hello->set_host_version(kVersion);
   hello->set_session_id(session_id_);
   hello->set_host_time_unix_ms(NowUnixMs());
-  SendControl(msg);
+  for (const std::string& s : services_) hello->add_services(s);
+  for (const auto& r : reverse_sockets_) *hello->add_reverse_sockets() = r;
+  mux_->SendControl(msg.SerializeAsString());
 }
 
 bool AgentLink::SendControl(const cove::agent::v1::HostToGuest& msg) {
-  link::Frame frame;
-  frame.type = link::FrameType::kControl;
-  frame.stream_id = 0;
-  if (!msg.SerializeToString(&frame.payload)) return false;
-  return stream_.Write(link::EncodeFrame(frame));
+  if (!ready_) return false;
+  mux_->SendControl(msg.SerializeAsString());
+  return true;
 }
 
 bool AgentLink::RequestShutdown() {
@@ -118,10 +224,17 @@ void AgentLink::OnData(std::string_view bytes) {
     return;
   }
   while (auto frame = decoder_.Next()) {
-    if (frame->type == link::FrameType::kControl && frame->stream_id == 0) {
-      OnControl(frame->payload);
+    if (frame->stream_id == 0) {
+      if (frame->type == link::FrameType::kControl) OnControl(frame->payload);
+      continue;
     }
-    // Byte streams (exec, forwards) come with the next protocol step.
+    if (!ready_) continue;  // streams belong to a greeted session
+    if (!mux_->OnFrame(*frame)) {
+      spdlog::warn("{}: the agent broke the stream protocol; dropping the link", name_);
+      stream_.Close();
+      Drop("stream protocol violation");
+      return;
+    }
   }
 }
 
@@ -145,6 +258,7 @@ void AgentLink::OnControl(const std::string& payload) {
         SendHostHello();
         return;
       }
+      if (ready_) return;  // an answer to a resent HostHello
       if (msg.hello().protocol_version() != kProtocolVersion) {
         spdlog::warn("{}: agent speaks protocol {}, coved {}", name_,
                      msg.hello().protocol_version(), kProtocolVersion);
@@ -159,6 +273,14 @@ void AgentLink::OnControl(const std::string& payload) {
     case cove::agent::v1::GuestToHost::kShutdownAck:
       if (callbacks_.on_shutdown_ack) callbacks_.on_shutdown_ack();
       break;
+    case cove::agent::v1::GuestToHost::kExecExited:
+      if (ready_ && callbacks_.on_exec_exited) callbacks_.on_exec_exited(msg.exec_exited());
+      break;
+    case cove::agent::v1::GuestToHost::kServiceStatus:
+      if (ready_ && callbacks_.on_service_status) {
+        callbacks_.on_service_status(msg.service_status());
+      }
+      break;
     default:
       break;
   }
@@ -168,6 +290,17 @@ void AgentLink::Drop(const std::string& why) {
   const bool was_ready = ready_;
   ready_ = false;
   watchdog_.Stop();
+  // Streams do not survive the session; their owners hear on_reset. A fresh
+  // mux means a frame of the old session can never touch a new stream.
+  auto old = std::move(mux_);
+  mux_ = std::make_unique<link::StreamMux>(link::StreamMux::Side::kHost, MuxCallbacks());
+  auto handlers = std::move(handlers_);
+  handlers_.clear();
+  const std::string reason = "the link to the guest agent dropped: " + why;
+  for (auto& [id, h] : handlers) {
+    if (h->on_reset) h->on_reset(reason);
+  }
+  (void)old;
   if (!running_) return;
   if (was_ready && callbacks_.on_lost) callbacks_.on_lost(why);
   retry_.Start(backoff_ms_, [this]() { Connect(); });

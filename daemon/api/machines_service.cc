@@ -123,9 +123,13 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
     }
   }
   const uint32_t timeout = req->timeout_seconds();
+  const cove::v1::Runtime runtime = req->spec().runtime();
   return StreamOperation<cove::v1::StartMachineResponse, cove::v1::StartPhase>(
       loop_, ctx, writer, manager_, req->name(),
-      [timeout](Machine* m, Machine::Progress p, Machine::Done d) {
+      [timeout, runtime](Machine* m, Machine::Progress p, Machine::Done d) {
+        if (runtime != cove::v1::RUNTIME_UNSPECIFIED) {
+          if (auto st = m->SetRuntime(runtime); !st.ok()) return d(st);
+        }
         m->Start(timeout, std::move(p), std::move(d));
       });
 }

@@ -4,6 +4,10 @@
 // never the loop.
 #pragma once
 
+#include <functional>
+#include <memory>
+#include <optional>
+
 #include "cove/v1/machines.grpc.pb.h"
 #include "daemon/api/peer_auth.h"
 #include "daemon/image/image_store.h"
@@ -39,11 +43,31 @@ class MachinesService final : public cove::v1::Machines::Service {
                    cove::v1::Machine* resp) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const cove::v1::WatchRequest* req,
                      grpc::ServerWriter<cove::v1::Event>* writer) override;
+  // Exec and Logs live in machines_exec.cc.
+  grpc::Status Exec(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<cove::v1::ExecResponse, cove::v1::ExecRequest>* stream) override;
+  grpc::Status Logs(grpc::ServerContext* ctx, const cove::v1::LogsRequest* req,
+                    grpc::ServerWriter<cove::v1::LogsResponse>* writer) override;
 
  private:
   // Validates, verifies the image (off the loop: it hashes files), creates.
   absl::StatusOr<cove::v1::Machine> DoCreate(const std::string& name,
                                              const cove::v1::MachineSpec& spec);
+
+  // Starts `start` in its machine, with output to a new channel.
+  struct StartedExec {
+    std::shared_ptr<ExecSession> session;
+    std::shared_ptr<ExecSession::Output> output;
+  };
+  absl::StatusOr<StartedExec> BeginExec(const cove::v1::ExecStart& start);
+  // Streams `started`'s output to `write` until the exit (returned) or until
+  // the client goes away (nullopt; the command is killed).
+  std::optional<cove::v1::ExecExit> PumpExec(
+      grpc::ServerContext* ctx, const StartedExec& started,
+      const std::function<bool(const cove::v1::ExecResponse&)>& write);
+  grpc::Status ConsoleLogs(grpc::ServerContext* ctx, const cove::v1::LogsRequest& req,
+                           grpc::ServerWriter<cove::v1::LogsResponse>* writer);
 
   EventLoop& loop_;
   MachineManager& manager_;

@@ -82,7 +82,11 @@ bool UnixStream::Write(std::string bytes) {
                       auto* wr = static_cast<WriteReq*>(req->data);
                       if (UnixStream* s = wr->handle->owner; s != nullptr) {
                         s->queued_ -= wr->data.size();
-                        if (status != 0 && status != UV_ECANCELED) s->Fail(status);
+                        if (status != 0 && status != UV_ECANCELED) {
+                          s->Fail(status);
+                        } else if (status == 0 && s->callbacks_.on_written) {
+                          s->callbacks_.on_written();
+                        }
                       }
                       delete wr;
                     });

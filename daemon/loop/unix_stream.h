@@ -24,6 +24,8 @@ class UnixStream {
     std::function<void(std::string_view bytes)> on_data;
     // The peer closed or an error happened; the stream is closed now.
     std::function<void(int status)> on_close;
+    // Queued bytes were written (queued() went down); optional.
+    std::function<void()> on_written;
   };
 
   // Bound on bytes queued for writing; Write() fails beyond it.
@@ -39,6 +41,7 @@ class UnixStream {
   bool Write(std::string bytes);
   void Close();
   bool connected() const { return connected_; }
+  size_t queued() const { return queued_; }
 
   // The libuv side of the connection (defined in the .cc).
   struct Handle;

@@ -38,8 +38,30 @@ Machine::Machine(MachineEnv& env, cove::v1::Machine record)
     : env_(env), record_(std::move(record)), start_deadline_(env.loop), stop_step_(env.loop) {}
 
 Machine::~Machine() {
+  CloseSocketForwards();
   if (agent_) agent_->Stop();
 }
+
+std::vector<std::string> Machine::WantedServices() const {
+  if (record_.spec().runtime() == cove::v1::RUNTIME_DOCKER) return {"containerd", "dockerd"};
+  return {"containerd"};
+}
+
+absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
+  if (record_.spec().runtime() == runtime || !record_.has_spec()) return absl::OkStatus();
+  const char* want = runtime == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd";
+  if (vm_ || busy() || state() == cove::v1::MACHINE_STATE_RUNNING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("machine '", name(), "' is ", StateName(state()),
+                     "; stop it to switch it to the ", want, " runtime"));
+  }
+  record_.mutable_spec()->set_runtime(runtime);
+  Persist();
+  spdlog::info("{}: runtime is now {}", name(), want);
+  return absl::OkStatus();
+}
+
+std::string Machine::RuntimeService() const { return WantedServices().back(); }
 
 bool Machine::busy() const {
   return state() == cove::v1::MACHINE_STATE_STARTING || state() == cove::v1::MACHINE_STATE_STOPPING;
@@ -50,6 +72,8 @@ void Machine::SetState(MachineState state, const std::string& why) {
   record_.set_state(state);
   if (state == cove::v1::MACHINE_STATE_ERROR) record_.set_error(why);
   if (state == cove::v1::MACHINE_STATE_RUNNING) record_.clear_error();
+  if (state == cove::v1::MACHINE_STATE_RUNNING && previous != state) OpenSocketForwards();
+  if (state != cove::v1::MACHINE_STATE_RUNNING) CloseSocketForwards();
   Persist();
   if (previous == state) return;
   spdlog::info("{}: {} -> {}{}{}", name(), StateName(previous), StateName(state),
@@ -115,12 +139,18 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
     return FailStart(std::string(st.message()));
   }
 
-  start_deadline_.Start(static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
-                        [this, timeout_s]() {
-                          FailStart(absl::StrCat("the guest agent did not answer within ",
-                                                 timeout_s ? timeout_s : kDefaultStartTimeoutS,
-                                                 " s; last console lines: ", SerialTail()));
-                        });
+  start_deadline_.Start(
+      static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
+      [this, timeout_s]() {
+        const uint32_t budget = timeout_s ? timeout_s : kDefaultStartTimeoutS;
+        if (agent_ && agent_->ready()) {
+          return FailStart(absl::StrCat(RuntimeService(), " did not become ready within ", budget,
+                                        " s; see `cove logs ", name(), " --service ",
+                                        RuntimeService(), "`"));
+        }
+        FailStart(absl::StrCat("the guest agent did not answer within ", budget,
+                               " s; last console lines: ", SerialTail()));
+      });
 
   cove::v1::Accel accel = record_.spec().accel();
   if (accel == cove::v1::ACCEL_AUTO || accel == cove::v1::ACCEL_UNSPECIFIED) {
@@ -224,7 +254,27 @@ void Machine::StartAgentLink() {
                 env_.events.Publish(std::move(event));
               },
           .on_shutdown_ack = [this]() { spdlog::info("{}: guest is powering off", name()); },
+          .on_exec_exited =
+              [this](const cove::agent::v1::ExecExited& exited) {
+                if (auto it = execs_.find(exited.stream_id()); it != execs_.end()) {
+                  it->second->OnExited(exited);
+                }
+              },
+          .on_service_status =
+              [this](const cove::agent::v1::ServiceStatus& status) { OnServiceStatus(status); },
+          .on_guest_open =
+              [this](uint32_t id, const cove::agent::v1::StreamOpen& what) {
+                return OnGuestOpen(id, what);
+              },
       });
+  std::vector<cove::agent::v1::ReverseSocket> reverse;
+  for (const auto& r : record_.spec().reverse_sockets()) {
+    cove::agent::v1::ReverseSocket rs;
+    rs.set_name(r.name());
+    rs.set_guest_path(r.guest_path());
+    reverse.push_back(std::move(rs));
+  }
+  agent_->Configure(WantedServices(), std::move(reverse));
   agent_->Start();
 }
 
@@ -240,26 +290,146 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   event.set_machine_name(name());
   event.set_message(
       absl::StrCat("cove-agent ", hello.agent_version(), " on ", hello.kernel_release()));
-  if (state() == cove::v1::MACHINE_STATE_STARTING) {
-    if (launch_ms_ != 0) g->set_start_to_ready_ms(NowMs() - launch_ms_);
-    *record_.mutable_started_at() = TimeUtil::GetCurrentTime();
-    start_deadline_.Stop();
-    SetState(cove::v1::MACHINE_STATE_RUNNING,
-             absl::StrCat("guest agent ready after ", g->start_to_ready_ms(), " ms"));
-    *event.mutable_machine() = record_;
-    env_.events.Publish(std::move(event));
-    FinishStart(absl::OkStatus());
-    return;
-  }
   *event.mutable_machine() = record_;
   env_.events.Publish(std::move(event));
+  for (auto& f : socket_forwards_) f->OnLinkReady();
+  if (state() == cove::v1::MACHINE_STATE_STARTING && start_progress_) {
+    start_progress_(cove::v1::START_PHASE_STARTING_RUNTIME,
+                    absl::StrCat("guest agent up after ", NowMs() - launch_ms_, " ms; waiting for ",
+                                 RuntimeService()));
+  }
+}
+
+void Machine::OnServiceStatus(const cove::agent::v1::ServiceStatus& status) {
+  static constexpr const char* kStateNames[] = {"unknown", "starting", "ready", "restarting",
+                                                "stopped"};
+  const int state_index = status.state();
+  cove::v1::ServiceInfo info;
+  info.set_name(status.name());
+  info.set_state(state_index >= 0 && state_index <= 4 ? kStateNames[state_index] : "unknown");
+  info.set_pid(status.pid());
+  info.set_restarts(status.restarts());
+  info.set_last_exit(status.last_exit());
+  bool replaced = false;
+  for (auto& s : *record_.mutable_services()) {
+    if (s.name() == info.name()) {
+      s = info;
+      replaced = true;
+    }
+  }
+  if (!replaced) *record_.add_services() = info;
+  if (status.state() == cove::agent::v1::ServiceStatus::RESTARTING) {
+    spdlog::warn("{}: guest service {} {}; the agent restarts it", name(), status.name(),
+                 status.last_exit());
+  }
+  if (state() == cove::v1::MACHINE_STATE_STARTING && agent_ && agent_->ready() &&
+      status.name() == RuntimeService() &&
+      status.state() == cove::agent::v1::ServiceStatus::READY) {
+    BecomeRunning();
+  }
+}
+
+void Machine::BecomeRunning() {
+  auto* g = record_.mutable_guest();
+  if (launch_ms_ != 0) g->set_start_to_ready_ms(NowMs() - launch_ms_);
+  *record_.mutable_started_at() = TimeUtil::GetCurrentTime();
+  start_deadline_.Stop();
+  SetState(
+      cove::v1::MACHINE_STATE_RUNNING,
+      absl::StrCat(RuntimeService(), " ready ", g->start_to_ready_ms(), " ms after qemu started"));
+  FinishStart(absl::OkStatus());
+}
+
+void Machine::OpenSocketForwards() {
+  CloseSocketForwards();
+  struct Want {
+    std::string name, guest_path;
+    std::string* field;
+  };
+  auto* sockets = record_.mutable_sockets();
+  std::vector<Want> wants = {
+      {"containerd", "/run/containerd/containerd.sock", sockets->mutable_containerd()}};
+  if (record_.spec().runtime() == cove::v1::RUNTIME_DOCKER) {
+    wants.push_back({"docker", "/run/docker.sock", sockets->mutable_docker()});
+  }
+  for (const Want& w : wants) {
+    cove::agent::v1::StreamOpen target;
+    target.set_unix_connect(w.guest_path);
+    auto fwd =
+        std::make_unique<SocketForward>(env_.loop, absl::StrCat(name(), "/", w.name),
+                                        absl::StrCat(record_.dir(), "/", w.name, ".sock"),
+                                        std::move(target), [this]() { return agent_.get(); });
+    if (auto st = fwd->Open(); !st.ok()) {
+      spdlog::error("{}: {}", name(), std::string(st.message()));
+      continue;
+    }
+    *w.field = fwd->host_path();
+    socket_forwards_.push_back(std::move(fwd));
+  }
+}
+
+void Machine::CloseSocketForwards() {
+  socket_forwards_.clear();
+  record_.clear_sockets();
+}
+
+std::optional<StreamCallbacks> Machine::OnGuestOpen(uint32_t id,
+                                                    const cove::agent::v1::StreamOpen& what) {
+  if (what.has_exec_stderr_of()) {
+    auto it = execs_.find(what.exec_stderr_of());
+    if (it == execs_.end()) return std::nullopt;
+    return it->second->StderrCallbacks(id);
+  }
+  if (what.has_reverse()) {
+    for (const auto& r : record_.spec().reverse_sockets()) {
+      if (r.name() != what.reverse()) continue;
+      auto conn = StreamConn::ConnectUnix(env_.loop, r.host_path());
+      if (!conn.ok()) {
+        spdlog::warn("{}: reverse socket {}: {}", name(), r.name(),
+                     std::string(conn.status().message()));
+        return std::nullopt;
+      }
+      StreamConn* raw = conn->get();
+      reverse_conns_.push_back(*std::move(conn));
+      std::weak_ptr<bool> alive = alive_;
+      raw->set_on_done([this, alive, raw]() {
+        env_.loop.Post([this, alive, raw]() {
+          if (alive.expired()) return;
+          std::erase_if(reverse_conns_, [raw](const auto& c) { return c.get() == raw; });
+        });
+      });
+      return raw->Adopt(*agent_, id);
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::shared_ptr<ExecSession>> Machine::StartExec(
+    const cove::v1::ExecStart& start, std::shared_ptr<ExecSession::Output> output) {
+  if (state() != cove::v1::MACHINE_STATE_RUNNING || !agent_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("machine '", name(), "' is ", StateName(state()),
+                     "; start it first (`cove start ", name(), "`)"));
+  }
+  ReapExecs();
+  auto session = std::make_shared<ExecSession>(*agent_, std::move(output));
+  std::string error;
+  if (!session->Begin(start, &error)) return absl::UnavailableError(error);
+  execs_[session->stream_id()] = session;
+  return session;
+}
+
+void Machine::ReapExecs() {
+  std::erase_if(execs_, [](const auto& kv) { return kv.second->finished(); });
 }
 
 void Machine::OnVmExit(const VmExit& exit) {
   // Called from inside the instance: destroy it only after it returns.
   env_.loop.Post([vm = std::shared_ptr<VmInstance>(std::move(vm_))]() {});
+  CloseSocketForwards();
   if (agent_) {
-    agent_->Stop();
+    agent_->Stop();  // resets every stream: execs and reverse connections end
+    execs_.clear();
     env_.loop.Post([agent = std::shared_ptr<AgentLink>(std::move(agent_))]() {});
   }
   record_.set_pid(0);
@@ -322,6 +492,8 @@ void Machine::Adopt() {
   vm_ = *std::move(vm);
   record_.clear_guest();  // until the agent says hello again
   spdlog::info("{}: re-adopted qemu pid {}", name(), pid);
+  // Connections wait for the agent session to come back.
+  if (s == cove::v1::MACHINE_STATE_RUNNING) OpenSocketForwards();
   if (s == cove::v1::MACHINE_STATE_STARTING) {
     // The start's client died with the old coved; its deadline still holds.
     start_deadline_.Start(uint64_t{kDefaultStartTimeoutS} * 1000, [this]() {

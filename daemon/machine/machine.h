@@ -1,6 +1,6 @@
 // One machine's lifecycle, owned by the loop thread:
 //
-//   stopped --Start--> starting --agent hello--> running --Stop--> stopping --> stopped
+//   stopped --Start--> starting --runtime ready--> running --Stop--> stopping --> stopped
 //      ^                  |                        |                              |
 //      +---- error <------+------ qemu crashed ----+------------------------------+
 //
@@ -12,17 +12,22 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cove/v1/machines.pb.h"
 #include "daemon/agent/agent_link.h"
 #include "daemon/driver/driver.h"
+#include "daemon/forward/socket_forward.h"
 #include "daemon/image/image_store.h"
 #include "daemon/loop/event_loop.h"
 #include "daemon/machine/accel_resolver.h"
 #include "daemon/machine/event_bus.h"
+#include "daemon/machine/exec_session.h"
 #include "daemon/store/machine_store.h"
 
 namespace cove::daemon {
@@ -59,9 +64,17 @@ class Machine {
   bool busy() const;
 
   void Start(uint32_t timeout_s, Progress progress, Done done);
+  // Switches the container runtime (both are in every image) of a machine
+  // that is not running.
+  absl::Status SetRuntime(cove::v1::Runtime runtime);
   void Stop(bool force, uint32_t timeout_s, Progress progress, Done done);
   // At coved startup: re-attach to a hypervisor an earlier coved started.
   void Adopt();
+
+  // Starts a command in the running guest; its output and exit go to
+  // `output`. FAILED_PRECONDITION when the machine is not running.
+  absl::StatusOr<std::shared_ptr<ExecSession>> StartExec(
+      const cove::v1::ExecStart& start, std::shared_ptr<ExecSession::Output> output);
 
  private:
   void SetState(cove::v1::MachineState state, const std::string& why);
@@ -71,6 +84,18 @@ class Machine {
   VmCallbacks MakeVmCallbacks();
   void StartAgentLink();
   void OnHello(const cove::agent::v1::Hello& hello);
+  void OnServiceStatus(const cove::agent::v1::ServiceStatus& status);
+  std::optional<StreamCallbacks> OnGuestOpen(uint32_t id, const cove::agent::v1::StreamOpen& what);
+  // The runtime answers: the machine is running (from starting).
+  void BecomeRunning();
+  // The guest services coved asks the agent for, by runtime.
+  std::vector<std::string> WantedServices() const;
+  // The service whose readiness means "running".
+  std::string RuntimeService() const;
+  // Host sockets for the runtime; opened when running, closed when not.
+  void OpenSocketForwards();
+  void CloseSocketForwards();
+  void ReapExecs();
   void OnVmExit(const VmExit& exit);
   void FailStart(const std::string& why);
   void FinishStart(absl::Status status);
@@ -82,6 +107,10 @@ class Machine {
   cove::v1::Machine record_;
   std::unique_ptr<VmInstance> vm_;
   std::unique_ptr<AgentLink> agent_;
+  std::vector<std::unique_ptr<SocketForward>> socket_forwards_;
+  std::map<uint32_t, std::shared_ptr<ExecSession>> execs_;  // by stdout stream id
+  // Host connections made through reverse forwards.
+  std::vector<std::unique_ptr<StreamConn>> reverse_conns_;
   Timer start_deadline_;
   Timer stop_step_;
   Progress start_progress_, stop_progress_;

@@ -3,9 +3,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/names.h"
 #include "common/sizes.h"
 #include "daemon/image/image_store.h"
 
@@ -91,7 +93,42 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
     default:
       break;
   }
+  if (spec.runtime() == cove::v1::RUNTIME_UNSPECIFIED)
+    spec.set_runtime(cove::v1::RUNTIME_CONTAINERD);
+  if (spec.runtime() != cove::v1::RUNTIME_CONTAINERD &&
+      spec.runtime() != cove::v1::RUNTIME_DOCKER) {
+    return absl::InvalidArgumentError("unknown runtime; use containerd or docker");
+  }
+  if (auto st = CheckReverseSockets(spec); !st.ok()) return st;
   return spec;
+}
+
+absl::Status CheckReverseSockets(const cove::v1::MachineSpec& spec) {
+  std::set<std::string> names, guest_paths;
+  for (const auto& r : spec.reverse_sockets()) {
+    const std::string what = absl::StrCat("--reverse-socket ", r.name());
+    if (auto st = ValidateName(r.name()); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("reverse socket name: ", st.message()));
+    }
+    if (!names.insert(r.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " is given twice"));
+    }
+    for (const std::string* path : {&r.host_path(), &r.guest_path()}) {
+      if (path->empty() || (*path)[0] != '/') {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": '", *path, "' must be an absolute path"));
+      }
+      if (path->size() > 100) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": '", *path, "' is too long for a unix socket (100 bytes at most)"));
+      }
+    }
+    if (!guest_paths.insert(r.guest_path()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": guest path ", r.guest_path(), " is used twice"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace cove::daemon

@@ -31,4 +31,8 @@ inline constexpr uint64_t kMinDisk = 1ull << 30;
 absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec& in,
                                                     const HostResources& host);
 
+// Reverse sockets: valid unique names, absolute paths that fit a unix
+// socket, no guest path twice.
+absl::Status CheckReverseSockets(const cove::v1::MachineSpec& spec);
+
 }  // namespace cove::daemon

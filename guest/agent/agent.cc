@@ -3,11 +3,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <vector>
 
 #include "guest/agent/log.h"
 #include "guest/agent/sysinfo.h"
@@ -16,11 +20,6 @@ namespace cove::agent {
 namespace {
 
 int64_t NowMs() { return ClockMs(CLOCK_MONOTONIC); }
-
-bool StopRequested(int stop_fd, int timeout_ms) {
-  pollfd pfd{stop_fd, POLLIN, 0};
-  return poll(&pfd, 1, timeout_ms) > 0 && (pfd.revents & POLLIN);
-}
 
 const char* FrameTypeName(link::FrameType type) {
   switch (type) {
@@ -42,8 +41,35 @@ const char* FrameTypeName(link::FrameType type) {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd)
-    : options_(std::move(options)), identity_(std::move(identity)), stop_fd_(stop_fd) {}
+Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int child_fd)
+    : options_(std::move(options)),
+      identity_(std::move(identity)),
+      stop_fd_(stop_fd),
+      child_fd_(child_fd),
+      supervisor_(options_.log_dir, [this](const v1::ServiceStatus& status) {
+        if (current_ != nullptr && current_->greeted) {
+          v1::GuestToHost msg;
+          *msg.mutable_service_status() = status;
+          Send(*current_, msg);
+        }
+      }) {}
+
+Agent::Session::Session(Agent& agent)
+    : mux(link::StreamMux::Side::kGuest,
+          link::StreamMux::Callbacks{
+              .on_open = [&agent](
+                             uint32_t id,
+                             std::string payload) { agent.current_->streams.OnOpen(id, payload); },
+              .on_data = [&agent](
+                             uint32_t id,
+                             std::string_view data) { agent.current_->streams.OnData(id, data); },
+              .on_close_write = [&agent](uint32_t id) { agent.current_->streams.OnCloseWrite(id); },
+              .on_reset = [&agent](uint32_t id,
+                                   const std::string&) { agent.current_->streams.OnReset(id); },
+              .on_writable = nullptr,
+              .on_output = nullptr,
+          }),
+      streams(mux) {}
 
 int Agent::Run() {
   const std::string channel_name = options_.channel.connect_path.empty()
@@ -59,8 +85,10 @@ int Agent::Run() {
       switch (Serve(conn)) {
         case SessionEnd::kStop:
           Log("stopping on signal");
+          supervisor_.StopAll();
           return 0;
         case SessionEnd::kShutdown:
+          supervisor_.StopAll();
           return 0;
         case SessionEnd::kDropped:
           break;
@@ -70,28 +98,35 @@ int Agent::Run() {
     }
     if (!SleepBackoff()) {
       Log("stopping on signal");
+      supervisor_.StopAll();
       return 0;
     }
   }
 }
 
 Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
-  Session session;
+  Session session(*this);
+  current_ = &session;
+  struct Clear {
+    Agent* agent;
+    ~Clear() { agent->current_ = nullptr; }
+  } clear{this};
   // Unprompted, so a host already listening learns of the agent at once.
-  SendOrDrop(conn, ControlFrame(MakeHello(identity_, 0)), session);
+  Send(session, MakeHello(identity_, 0));
+  Pump(conn, session);
   while (session.drop_reason.empty()) {
     if (!PollOnce(conn, session)) return SessionEnd::kStop;
     if (!session.drop_reason.empty()) break;
     if (session.shutdown_requested && ShutDown(conn, session)) return SessionEnd::kShutdown;
     if (session.greeted && NowMs() >= session.next_heartbeat_ms) {
-      SendOrDrop(conn, ControlFrame(MakeHeartbeat(++heartbeat_seq_)), session);
+      Send(session, MakeHeartbeat(++heartbeat_seq_));
       // Skips missed beats (e.g. the VM was paused) rather than bursting them.
       session.next_heartbeat_ms =
           std::max(session.next_heartbeat_ms + options_.heartbeat_ms, NowMs() + 1);
     }
-    if (session.drop_reason.empty() && conn.wants_write() && !conn.Flush()) {
-      session.drop_reason = conn.error();
-    }
+    supervisor_.Tick(NowMs());
+    session.streams.Sweep();
+    Pump(conn, session);
   }
   if (session.greeted) {
     Log("host went away: %s; reconnecting", session.drop_reason.c_str());
@@ -103,17 +138,46 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
   return SessionEnd::kDropped;
 }
 
-bool Agent::PollOnce(LinkConnection& conn, Session& session) {
-  int timeout = kMaxPollMs;
-  if (session.greeted) {
-    int64_t until_beat = session.next_heartbeat_ms - NowMs();
-    timeout = static_cast<int>(std::clamp<int64_t>(until_beat, 0, kMaxPollMs));
+void Agent::Send(Session& session, const v1::GuestToHost& message) {
+  session.mux.SendControl(message.SerializeAsString());
+}
+
+void Agent::Pump(LinkConnection& conn, Session& session) {
+  while (session.drop_reason.empty() && conn.queued() < kOutputBatch && session.mux.HasOutput()) {
+    if (!conn.SendEncoded(session.mux.TakeOutput(kOutputBatch - conn.queued()))) {
+      session.drop_reason = conn.error();
+      return;
+    }
+    if (!conn.Flush()) {
+      session.drop_reason = conn.error();
+      return;
+    }
   }
-  pollfd fds[2] = {
+  if (session.drop_reason.empty() && conn.wants_write() && !conn.Flush()) {
+    session.drop_reason = conn.error();
+  }
+}
+
+int Agent::PollTimeoutMs(const Session* session) const {
+  const int64_t now = NowMs();
+  int64_t timeout = kMaxPollMs;
+  if (session != nullptr && session->greeted) {
+    timeout = std::min<int64_t>(timeout, session->next_heartbeat_ms - now);
+  }
+  const int64_t next = supervisor_.NextDeadlineMs();
+  if (next != INT64_MAX) timeout = std::min<int64_t>(timeout, next - now);
+  return static_cast<int>(std::clamp<int64_t>(timeout, 0, kMaxPollMs));
+}
+
+bool Agent::PollOnce(LinkConnection& conn, Session& session) {
+  std::vector<pollfd> fds = {
       {conn.fd(), static_cast<short>(POLLIN | (conn.wants_write() ? POLLOUT : 0)), 0},
       {stop_fd_, POLLIN, 0},
+      {child_fd_, POLLIN, 0},
   };
-  int n = poll(fds, 2, timeout);
+  constexpr size_t kFirstStreamFd = 3;
+  session.streams.CollectPollFds(fds);
+  int n = poll(fds.data(), fds.size(), PollTimeoutMs(&session));
   if (n < 0) {
     if (errno == EINTR) return true;
     // Cannot happen with valid fds; dropping the link re-creates them.
@@ -121,6 +185,8 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
     return true;
   }
   if (fds[1].revents & POLLIN) return false;
+  if (fds[2].revents & POLLIN) ReapChildren(&session);
+  session.streams.Dispatch(fds, kFirstStreamFd);
   const short revents = fds[0].revents;
   if (revents & POLLIN) {
     // Read before acting on POLLHUP: a peer that closed may have left data.
@@ -129,7 +195,7 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
       return true;
     }
     while (auto frame = conn.Next()) {
-      HandleFrame(conn, *frame, session);
+      HandleFrame(*frame, session);
       if (!session.drop_reason.empty()) return true;
     }
   } else if (revents & (POLLHUP | POLLERR | POLLNVAL)) {
@@ -144,27 +210,36 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   return true;
 }
 
-void Agent::HandleFrame(LinkConnection& conn, const link::Frame& frame, Session& session) {
+void Agent::ReapChildren(Session* session) {
+  signalfd_siginfo info;
+  while (read(child_fd_, &info, sizeof(info)) == sizeof(info)) {
+  }
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (session != nullptr && session->streams.OnChildExit(pid, status)) continue;
+    // Processes of a dropped session, and failed execs, end up here too.
+    supervisor_.OnChildExit(pid, status, NowMs());
+  }
+}
+
+void Agent::HandleFrame(const link::Frame& frame, Session& session) {
   if (frame.stream_id == 0) {
     if (frame.type == link::FrameType::kControl) {
-      HandleControl(conn, frame.payload, session);
+      HandleControl(frame.payload, session);
     } else {
       Log("ignoring a %s frame on the control stream", FrameTypeName(frame.type));
     }
     return;
   }
-  // Byte streams (exec, forwarded sockets) are not served yet: refuse each
-  // OPEN so the host does not wait for an answer. Other frames can only
-  // belong to streams that were refused, so they are dropped.
-  if (frame.type == link::FrameType::kOpen) {
-    link::Frame reset;
-    reset.type = link::FrameType::kReset;
-    reset.stream_id = frame.stream_id;
-    SendOrDrop(conn, reset, session);
+  if (!session.mux.OnFrame(frame)) {
+    session.drop_reason = std::string("host broke the stream protocol (") +
+                          FrameTypeName(frame.type) + " on stream " +
+                          std::to_string(frame.stream_id) + ")";
   }
 }
 
-void Agent::HandleControl(LinkConnection& conn, const std::string& payload, Session& session) {
+void Agent::HandleControl(const std::string& payload, Session& session) {
   v1::HostToGuest message;
   if (!message.ParseFromString(payload)) {
     Log("ignoring an unparseable control message (%zu bytes)", payload.size());
@@ -172,11 +247,17 @@ void Agent::HandleControl(LinkConnection& conn, const std::string& payload, Sess
   }
   switch (message.msg_case()) {
     case v1::HostToGuest::kHostHello:
-      HandleHostHello(conn, message.host_hello(), session);
+      HandleHostHello(message.host_hello(), session);
       break;
     case v1::HostToGuest::kShutdown:
       session.shutdown_requested = true;
       session.reboot = message.shutdown().reboot();
+      break;
+    case v1::HostToGuest::kExecResize:
+      session.streams.Resize(message.exec_resize());
+      break;
+    case v1::HostToGuest::kExecSignal:
+      session.streams.Signal(message.exec_signal());
       break;
     case v1::HostToGuest::MSG_NOT_SET:
       // A newer host's message kind: its field is unknown to this agent.
@@ -185,26 +266,40 @@ void Agent::HandleControl(LinkConnection& conn, const std::string& payload, Sess
   }
 }
 
-void Agent::HandleHostHello(LinkConnection& conn, const v1::HostHello& hello, Session& session) {
+void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
   if (hello.protocol_version() != kProtocolVersion) {
     // The host decides what to do with a mismatch; it sees ours in Hello.
     Log("host speaks protocol %u, agent %u", hello.protocol_version(), kProtocolVersion);
   }
-  SendOrDrop(conn, ControlFrame(MakeHello(identity_, hello.session_id())), session);
+  Send(session, MakeHello(identity_, hello.session_id()));
   CorrectClock(hello.host_time_unix_ms());
-  if (!session.greeted) {
+  const bool first = !session.greeted;
+  if (first) {
     Log("connected to coved %s (session %llu)", hello.host_version().c_str(),
         static_cast<unsigned long long>(hello.session_id()));
     session.greeted = true;
     session.next_heartbeat_ms = NowMs() + options_.heartbeat_ms;
   }
+  session.streams.SetReverseSockets(std::vector<v1::ReverseSocket>(hello.reverse_sockets().begin(),
+                                                                   hello.reverse_sockets().end()));
+  // The host's view of the services is rebuilt from scratch each session.
+  if (first) {
+    for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
+      v1::GuestToHost msg;
+      *msg.mutable_service_status() = status;
+      Send(session, msg);
+    }
+  }
+  supervisor_.SetWanted(std::vector<std::string>(hello.services().begin(), hello.services().end()),
+                        NowMs());
   backoff_ms_ = kInitialBackoffMs;
   last_problem_.clear();
 }
 
 bool Agent::ShutDown(LinkConnection& conn, Session& session) {
   session.shutdown_requested = false;
-  SendOrDrop(conn, ControlFrame(MakeShutdownAck()), session);
+  Send(session, MakeShutdownAck());
+  Pump(conn, session);
   if (session.drop_reason.empty() && !conn.FlushFor(kShutdownFlushMs)) {
     Log("ShutdownAck may not have reached the host: %s",
         conn.error().empty() ? "timed out" : conn.error().c_str());
@@ -232,15 +327,20 @@ bool Agent::ShutDown(LinkConnection& conn, Session& session) {
   return false;
 }
 
-void Agent::SendOrDrop(LinkConnection& conn, const link::Frame& frame, Session& session) {
-  if (!session.drop_reason.empty()) return;
-  if (!conn.Send(frame)) session.drop_reason = conn.error();
-}
-
 bool Agent::SleepBackoff() {
-  bool stop = StopRequested(stop_fd_, backoff_ms_);
+  const int64_t until = NowMs() + backoff_ms_;
   backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
-  return !stop;
+  // The runtime is supervised while the host is away, too.
+  while (true) {
+    const int64_t now = NowMs();
+    if (now >= until) return true;
+    int timeout = static_cast<int>(std::min<int64_t>(until - now, PollTimeoutMs(nullptr)));
+    pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {child_fd_, POLLIN, 0}};
+    int n = poll(fds, 2, timeout);
+    if (n > 0 && (fds[0].revents & POLLIN)) return false;
+    if (n > 0 && (fds[1].revents & POLLIN)) ReapChildren(nullptr);
+    supervisor_.Tick(NowMs());
+  }
 }
 
 void Agent::NoteProblem(const std::string& problem, const std::string& detail) {

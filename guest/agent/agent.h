@@ -1,6 +1,7 @@
 // The agent's session loop: keeps a link to coved open for the life of the
-// guest, answers the control protocol on stream 0 and reconnects whenever the
-// host goes away.
+// guest, answers the control protocol on stream 0, serves byte streams (exec,
+// socket connections, reverse forwards) through a StreamMux, supervises the
+// container runtime, and reconnects whenever the host goes away.
 //
 // Threading: one thread, one poll() loop; every wait is bounded (at most
 // kMaxPollMs), so the loop also notices a stop request promptly.
@@ -10,10 +11,13 @@
 #include <string>
 
 #include "common/link_frame.h"
+#include "common/stream_mux.h"
 #include "cove/agent/v1/agent.pb.h"
 #include "guest/agent/control.h"
 #include "guest/agent/link_connection.h"
 #include "guest/agent/port.h"
+#include "guest/agent/services.h"
+#include "guest/agent/streams.h"
 
 namespace cove::agent {
 
@@ -22,6 +26,8 @@ struct AgentOptions {
   int heartbeat_ms = 5000;
   // Signal init to power off on ShutdownRequest; false: exit 0 instead.
   bool poweroff = true;
+  // Where supervised services write their output.
+  std::string log_dir = "/var/log/cove";
 };
 
 class Agent {
@@ -33,10 +39,14 @@ class Agent {
   static constexpr int kMaxPollMs = 1000;
   // How long ShutdownAck may take to leave before the agent shuts down anyway.
   static constexpr int kShutdownFlushMs = 2000;
+  // Encoded stream output is moved to the connection in batches of this much,
+  // so the connection's own bound is never the one that trips.
+  static constexpr size_t kOutputBatch = 256 * 1024;
 
   // `stop_fd` (not owned) becomes readable when the agent should exit, e.g.
-  // a signalfd for SIGTERM and SIGINT.
-  Agent(AgentOptions options, AgentIdentity identity, int stop_fd);
+  // a signalfd for SIGTERM and SIGINT; `child_fd` (not owned) when a child
+  // process changed state (a signalfd for SIGCHLD).
+  Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int child_fd);
 
   // Serves until `stop_fd` is readable or, without poweroff, a
   // ShutdownRequest arrives. Returns the process exit code.
@@ -47,6 +57,9 @@ class Agent {
 
   // State of one connection; a new connection starts a new one.
   struct Session {
+    explicit Session(Agent& agent);
+    link::StreamMux mux;
+    StreamTable streams;
     bool greeted = false;  // a HostHello arrived on this connection
     int64_t next_heartbeat_ms = 0;
     bool shutdown_requested = false;
@@ -57,15 +70,20 @@ class Agent {
   SessionEnd Serve(LinkConnection& conn);
   // Runs one poll() round; false when stop_fd fired.
   bool PollOnce(LinkConnection& conn, Session& session);
-  void HandleFrame(LinkConnection& conn, const link::Frame& frame, Session& session);
-  void HandleControl(LinkConnection& conn, const std::string& payload, Session& session);
-  void HandleHostHello(LinkConnection& conn, const v1::HostHello& hello, Session& session);
+  void HandleFrame(const link::Frame& frame, Session& session);
+  void HandleControl(const std::string& payload, Session& session);
+  void HandleHostHello(const v1::HostHello& hello, Session& session);
   // Acknowledges and carries out a ShutdownRequest; true when the agent
   // should exit (--no-poweroff).
   bool ShutDown(LinkConnection& conn, Session& session);
-  void SendOrDrop(LinkConnection& conn, const link::Frame& frame, Session& session);
+  void Send(Session& session, const v1::GuestToHost& message);
+  // Moves mux output to the connection and writes what it takes now.
+  void Pump(LinkConnection& conn, Session& session);
+  // Reaps exited children and hands each to its owner.
+  void ReapChildren(Session* session);
+  int PollTimeoutMs(const Session* session) const;
 
-  // Sleeps the current backoff; false when stop_fd fired meanwhile.
+  // Sleeps the current backoff, still supervising; false when stop_fd fired.
   bool SleepBackoff();
   // Logs a failure to reach the host unless `problem` repeats the previous
   // one, so an absent host does not flood the console once a second.
@@ -75,6 +93,9 @@ class Agent {
   AgentOptions options_;
   AgentIdentity identity_;
   int stop_fd_;
+  int child_fd_;
+  Supervisor supervisor_;
+  Session* current_ = nullptr;  // the live session, if any
   uint64_t heartbeat_seq_ = 0;
   int backoff_ms_ = kInitialBackoffMs;
   std::string last_problem_;

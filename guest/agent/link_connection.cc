@@ -25,6 +25,15 @@ bool LinkConnection::Send(const link::Frame& frame) {
   return true;
 }
 
+bool LinkConnection::SendEncoded(std::string_view bytes) {
+  if (queued() + bytes.size() > kMaxWriteBuffer) {
+    error_ = "host is not reading: write buffer over " + std::to_string(kMaxWriteBuffer) + " bytes";
+    return false;
+  }
+  out_.append(bytes);
+  return true;
+}
+
 bool LinkConnection::Flush() {
   while (wants_write()) {
     ssize_t n = write(fd_.get(), out_.data() + out_offset_, out_.size() - out_offset_);

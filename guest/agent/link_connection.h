@@ -27,7 +27,10 @@ class LinkConnection {
 
   // Queues a frame; returns false when that would exceed kMaxWriteBuffer.
   bool Send(const link::Frame& frame);
+  // Queues encoded frames (from StreamMux::TakeOutput); same bound.
+  bool SendEncoded(std::string_view bytes);
   bool wants_write() const { return out_offset_ < out_.size(); }
+  size_t queued() const { return out_.size() - out_offset_; }
 
   // Writes what the fd takes now without waiting. Returns false on a write
   // error (see error()); a full channel is not an error.

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   // SIGTERM and SIGINT arrive through a signalfd that the loop polls, so a
   // stop is handled between poll rounds, never inside one. Child processes
-  // (exec, later) must unblock these again.
+  // unblock these again (they do, in exec.cc and services.cc).
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
@@ -51,7 +51,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   int stop_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (stop_fd < 0) {
+  // Exec'd processes and supervised services are reaped in the loop too.
+  sigset_t child_signals;
+  sigemptyset(&child_signals);
+  sigaddset(&child_signals, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &child_signals, nullptr);
+  int child_fd = signalfd(-1, &child_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (stop_fd < 0 || child_fd < 0) {
     cove::agent::Log("signalfd: %s", std::strerror(errno));
     return 1;
   }
@@ -62,6 +68,6 @@ int main(int argc, char** argv) {
   options.heartbeat_ms = flags.heartbeat_ms;
   options.poweroff = flags.poweroff;
   cove::agent::Agent agent(std::move(options), cove::agent::CurrentIdentity(boot_to_agent_ms),
-                           stop_fd);
+                           stop_fd, child_fd);
   return agent.Run();
 }

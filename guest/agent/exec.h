@@ -1,0 +1,50 @@
+// Starting processes for exec streams: on pipes (stdin, stdout, stderr kept
+// apart) or on a new pseudo-terminal (a login shell, `cove shell`).
+//
+// Each process leads its own session and process group, so a signal or a
+// hangup reaches everything it started, and a dropped link can kill them all.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "guest/agent/unique_fd.h"
+
+namespace cove::agent {
+
+struct ExecOptions {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // KEY=VALUE on top of the base environment
+  std::string cwd;
+  bool tty = false;
+  unsigned rows = 24;
+  unsigned cols = 80;
+  std::string term;
+};
+
+struct SpawnedExec {
+  pid_t pid = -1;
+  // With a tty: `pty` is the master (both ways). Without: the three pipes.
+  UniqueFd pty;
+  UniqueFd stdin_w;
+  UniqueFd stdout_r;
+  UniqueFd stderr_r;
+  // Why the process could not start (then pid is -1), e.g. "nosuch: No such
+  // file or directory".
+  std::string error;
+};
+
+// The environment every exec starts from (PATH, HOME, USER, LANG).
+std::vector<std::string> BaseEnvironment();
+
+// Forks and execs. Returns after the child exec'd or failed to: a failure to
+// exec is reported in `error`, not as a process that exits 127. All returned
+// fds are non-blocking and close-on-exec.
+SpawnedExec SpawnExec(const ExecOptions& options);
+
+// Sets the terminal size of a pty master (the foreground job gets SIGWINCH).
+void ResizePty(int pty_fd, unsigned rows, unsigned cols);
+
+}  // namespace cove::agent

@@ -1,0 +1,149 @@
+#include "guest/agent/relay.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace cove::agent {
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+
+}  // namespace
+
+Relay::Relay(link::StreamMux& mux, uint32_t id, Kind kind, UniqueFd read_fd, UniqueFd write_fd,
+             bool connecting)
+    : mux_(mux),
+      id_(id),
+      kind_(kind),
+      read_fd_(std::move(read_fd)),
+      write_fd_(std::move(write_fd)),
+      connecting_(connecting) {
+  if (!read_fd_.valid()) read_done_ = true;
+}
+
+int Relay::PollReadFd() const {
+  if (dead_ || connecting_ || read_done_ || mux_.WritableBytes(id_) == 0) return -1;
+  return read_fd_.get();
+}
+
+int Relay::PollWriteFd() const {
+  if (dead_) return -1;
+  if (connecting_) return read_fd_.get();
+  if (inbox_off_ < inbox_.size() && !write_shut_) return write_fd().get();
+  return -1;
+}
+
+void Relay::OnReadable() {
+  if (PollReadFd() < 0) return;
+  const size_t room = std::min(kReadChunk, mux_.WritableBytes(id_));
+  char buf[kReadChunk];
+  ssize_t n = read(read_fd_.get(), buf, room);
+  if (n > 0) {
+    mux_.Write(id_, std::string_view(buf, static_cast<size_t>(n)));
+    return;
+  }
+  if (n < 0 && errno == EINTR) return;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (end_at_drain_) FinishRead();
+    return;
+  }
+  // EOF; EIO is how a pty master says its last slave closed.
+  if (n == 0 || (kind_ == Kind::kPty && errno == EIO)) {
+    FinishRead();
+    return;
+  }
+  Fail(std::string("read: ") + std::strerror(errno));
+}
+
+void Relay::OnWritable() {
+  if (dead_) return;
+  if (connecting_) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(read_fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      Fail(std::string("connect: ") + std::strerror(err));
+      return;
+    }
+    connecting_ = false;
+  }
+  size_t written = 0;
+  while (inbox_off_ < inbox_.size() && !write_shut_) {
+    ssize_t n = write(write_fd().get(), inbox_.data() + inbox_off_, inbox_.size() - inbox_off_);
+    if (n > 0) {
+      inbox_off_ += static_cast<size_t>(n);
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // The local reader is gone (EPIPE): nothing more can be delivered.
+    Fail(std::string("write: ") + std::strerror(errno));
+    return;
+  }
+  if (inbox_off_ == inbox_.size()) {
+    inbox_.clear();
+    inbox_off_ = 0;
+  }
+  if (written > 0) mux_.Consumed(id_, written);
+  if (peer_eof_ && inbox_.empty()) ShutWrite();
+}
+
+void Relay::OnData(std::string_view data) {
+  if (dead_ || write_shut_ || !write_fd().valid()) {
+    // Nowhere to put it; still let the sender go on (e.g. stdin for a
+    // process that never reads it is simply dropped after it exits).
+    mux_.Consumed(id_, data.size());
+    return;
+  }
+  inbox_.append(data);
+  if (!connecting_) OnWritable();
+}
+
+void Relay::OnPeerClose() {
+  peer_eof_ = true;
+  if (!connecting_ && inbox_.empty()) ShutWrite();
+}
+
+bool Relay::Finished() const {
+  return dead_ || (!mux_.IsOpen(id_) && (inbox_.empty() || write_shut_));
+}
+
+void Relay::Fail(const std::string& reason) {
+  if (dead_) return;
+  dead_ = true;
+  read_done_ = true;
+  mux_.Reset(id_, reason);
+  read_fd_.reset();
+  write_fd_.reset();
+}
+
+void Relay::FinishRead() {
+  if (read_done_) return;
+  read_done_ = true;
+  mux_.CloseWrite(id_);
+  if (kind_ == Kind::kPipes) read_fd_.reset();
+}
+
+void Relay::ShutWrite() {
+  if (write_shut_) return;
+  write_shut_ = true;
+  switch (kind_) {
+    case Kind::kSocket:
+      shutdown(read_fd_.get(), SHUT_WR);
+      break;
+    case Kind::kPipes:
+      write_fd_.reset();
+      break;
+    case Kind::kPty:
+      // A terminal has no half-close; the shell sees EOF when the user types
+      // it (^D travels as a byte).
+      break;
+  }
+}
+
+}  // namespace cove::agent

@@ -1,0 +1,252 @@
+#include "guest/agent/services.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "guest/agent/exec.h"
+#include "guest/agent/log.h"
+#include "guest/agent/unique_fd.h"
+
+namespace cove::agent {
+namespace {
+
+const std::vector<ServiceDef>& KnownServices() {
+  static const std::vector<ServiceDef> defs = {
+      // Configuration lives in the image: /etc/containerd/config.toml and
+      // /etc/docker/daemon.json (which points dockerd at this containerd).
+      {"containerd", {"containerd"}, "/run/containerd/containerd.sock", "", ""},
+      {"dockerd",
+       {"dockerd", "--host=unix:///run/docker.sock"},
+       "/run/docker.sock",
+       "/_ping",
+       "containerd"},
+  };
+  return defs;
+}
+
+// Connects to `path` and, with `http_path`, asks for it over HTTP/1.0 and
+// wants a 200. The HTTP exchange blocks for at most kPingTimeoutMs: it only
+// runs while a service starts.
+constexpr int kPingTimeoutMs = 200;
+
+bool SocketAnswers(const std::string& path, const std::string& http_path) {
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return false;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  timeval tv{0, kPingTimeoutMs * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return false;
+  if (http_path.empty()) return true;
+  const std::string request = "GET " + http_path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  if (write(fd.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    return false;
+  }
+  char buf[64];
+  ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
+  if (n < 12) return false;
+  buf[n] = '\0';
+  return std::strncmp(buf, "HTTP/1.", 7) == 0 && std::strncmp(buf + 9, "200", 3) == 0;
+}
+
+}  // namespace
+
+const ServiceDef* FindService(const std::string& name) {
+  for (const ServiceDef& def : KnownServices()) {
+    if (def.name == name) return &def;
+  }
+  return nullptr;
+}
+
+std::string DescribeWaitStatus(int wait_status) {
+  if (WIFEXITED(wait_status)) return "exited " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) return "killed by signal " + std::to_string(WTERMSIG(wait_status));
+  return "ended (status " + std::to_string(wait_status) + ")";
+}
+
+Supervisor::Supervisor(std::string log_dir, std::function<void(const v1::ServiceStatus&)> on_status)
+    : log_dir_(std::move(log_dir)), on_status_(std::move(on_status)) {}
+
+Supervisor::~Supervisor() = default;
+
+void Supervisor::SetWanted(const std::vector<std::string>& names, int64_t now_ms) {
+  std::vector<std::string> order;
+  for (const std::string& name : names) {
+    const ServiceDef* def = FindService(name);
+    if (def == nullptr) {
+      Log("unknown service '%s' asked for; ignoring it", name.c_str());
+      continue;
+    }
+    order.push_back(name);
+    Service& s = services_[name];
+    s.def = def;
+    if (!s.wanted) {
+      s.wanted = true;
+      s.next_action_ms = now_ms;
+      s.backoff_ms = kMinBackoffMs;
+    }
+  }
+  for (auto& [name, s] : services_) {
+    if (std::find(order.begin(), order.end(), name) != order.end() || !s.wanted) continue;
+    s.wanted = false;
+    if (s.pid > 0) kill(s.pid, SIGTERM);
+    s.state = v1::ServiceStatus::STOPPED;
+    Report(s);
+  }
+  order_ = std::move(order);
+  Tick(now_ms);
+}
+
+bool Supervisor::DependencyReady(const Service& s) const {
+  if (s.def->after.empty()) return true;
+  auto it = services_.find(s.def->after);
+  return it == services_.end() || !it->second.wanted ||
+         it->second.state == v1::ServiceStatus::READY;
+}
+
+void Supervisor::Start(Service& s, int64_t now_ms) {
+  mkdir(log_dir_.c_str(), 0755);
+  const std::string log_path = log_dir_ + "/" + s.def->name + ".log";
+  struct stat st {};
+  if (stat(log_path.c_str(), &st) == 0 && st.st_size > kMaxLogBytes) {
+    rename(log_path.c_str(), (log_path + ".1").c_str());
+  }
+  UniqueFd log_fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  std::vector<std::string> env_store = BaseEnvironment();
+  std::vector<char*> envp;
+  for (std::string& kv : env_store) envp.push_back(kv.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_store = s.def->argv;
+  std::vector<char*> argv;
+  for (std::string& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    if (log_fd.valid()) {
+      dup2(log_fd.get(), 1);
+      dup2(log_fd.get(), 2);
+    }
+    chdir("/");
+    execvpe(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  if (pid < 0) {
+    Log("cannot start %s: fork: %s", s.def->name.c_str(), std::strerror(errno));
+    s.next_action_ms = now_ms + s.backoff_ms;
+    return;
+  }
+  s.pid = pid;
+  s.started_ms = now_ms;
+  s.state = v1::ServiceStatus::STARTING;
+  s.next_action_ms = now_ms + kReadyPollMs;
+  Log("started %s (pid %d, log %s)", s.def->name.c_str(), pid, log_path.c_str());
+  Report(s);
+}
+
+bool Supervisor::OnChildExit(pid_t pid, int wait_status, int64_t now_ms) {
+  for (auto& [name, s] : services_) {
+    if (s.pid != pid) continue;
+    s.pid = -1;
+    s.last_exit = DescribeWaitStatus(wait_status);
+    if (!s.wanted) {
+      s.state = v1::ServiceStatus::STOPPED;
+      Report(s);
+      return true;
+    }
+    if (now_ms - s.started_ms >= kStableMs) s.backoff_ms = kMinBackoffMs;
+    Log("%s %s; restarting in %lld ms", name.c_str(), s.last_exit.c_str(),
+        static_cast<long long>(s.backoff_ms));
+    s.state = v1::ServiceStatus::RESTARTING;
+    s.restarts++;
+    s.next_action_ms = now_ms + s.backoff_ms;
+    s.backoff_ms = std::min(s.backoff_ms * 2, kMaxBackoffMs);
+    Report(s);
+    return true;
+  }
+  return false;
+}
+
+void Supervisor::Tick(int64_t now_ms) {
+  for (const std::string& name : order_) {
+    Service& s = services_[name];
+    if (!s.wanted || now_ms < s.next_action_ms) continue;
+    if (s.pid < 0) {
+      if (DependencyReady(s)) {
+        Start(s, now_ms);
+      } else {
+        s.next_action_ms = now_ms + kReadyPollMs;
+      }
+    } else if (s.state == v1::ServiceStatus::STARTING) {
+      if (SocketAnswers(s.def->socket, s.def->http_ping)) {
+        s.state = v1::ServiceStatus::READY;
+        s.next_action_ms = INT64_MAX;
+        Log("%s is ready (%lld ms after start)", name.c_str(),
+            static_cast<long long>(now_ms - s.started_ms));
+        Report(s);
+        // Services waiting on this one may start now.
+        Tick(now_ms);
+        return;
+      }
+      s.next_action_ms = now_ms + kReadyPollMs;
+    }
+  }
+}
+
+int64_t Supervisor::NextDeadlineMs() const {
+  int64_t next = INT64_MAX;
+  for (const auto& [name, s] : services_) {
+    if (s.wanted) next = std::min(next, s.next_action_ms);
+  }
+  return next;
+}
+
+v1::ServiceStatus Supervisor::StatusOf(const Service& s) const {
+  v1::ServiceStatus status;
+  status.set_name(s.def->name);
+  status.set_state(s.state);
+  status.set_pid(s.pid > 0 ? static_cast<uint32_t>(s.pid) : 0);
+  status.set_restarts(s.restarts);
+  status.set_last_exit(s.last_exit);
+  status.set_log_path(log_dir_ + "/" + s.def->name + ".log");
+  return status;
+}
+
+void Supervisor::Report(const Service& s) {
+  if (on_status_) on_status_(StatusOf(s));
+}
+
+std::vector<v1::ServiceStatus> Supervisor::Statuses() const {
+  std::vector<v1::ServiceStatus> out;
+  for (const auto& [name, s] : services_) out.push_back(StatusOf(s));
+  return out;
+}
+
+void Supervisor::StopAll() {
+  for (auto& [name, s] : services_) {
+    s.wanted = false;
+    if (s.pid > 0) kill(s.pid, SIGTERM);
+  }
+}
+
+}  // namespace cove::agent
