@@ -20,6 +20,8 @@ packages=(
   ca-certificates
   # tests: tools, and clang with its libFuzzer runtime for tests/fuzz
   jq cpio procps util-linux clang libclang-rt-dev
+  # tests: a terminal multiplexer for `cove shell`, socat as the benchmark peer
+  tmux socat
 )
 
 missing=()

@@ -33,6 +33,10 @@ else
 fi
 export COVE_TEST_IMAGE=$image
 
+echo "== test tools"
+# ctr from Debian's containerd package, without installing that package.
+"$src/tests/tools/fetch-ctr" "$build/test-tools/ctr"
+
 echo "== fuzz (each target briefly)"
 bash "$src/tests/fuzz/run.sh" "${COVE_FUZZ_SECONDS:-20}"
 

@@ -255,6 +255,14 @@ void AgentLink::OnControl(const std::string& payload) {
       // Unprompted hellos (session 0) mean the agent just (re)started; answer
       // with a HostHello so it echoes our session.
       if (msg.hello().session_id() != session_id_) {
+        if (msg.hello().session_id() == 0 && ready_) {
+          // The agent restarted under a live connection (it reopened its end
+          // of the port): its session and every stream of it are gone.
+          spdlog::warn("{}: the guest agent restarted; starting a new session", name_);
+          EndSession("the guest agent restarted");
+          OnConnected();
+          return;
+        }
         SendHostHello();
         return;
       }
@@ -265,6 +273,12 @@ void AgentLink::OnControl(const std::string& payload) {
       }
       ready_ = true;
       retry_.Stop();
+      {
+        // Fresh now, unlike the HostHellos that may have queued up.
+        cove::agent::v1::HostToGuest sync;
+        sync.mutable_clock_sync()->set_host_time_unix_ms(NowUnixMs());
+        mux_->SendControl(sync.SerializeAsString());
+      }
       if (callbacks_.on_hello) callbacks_.on_hello(msg.hello());
       break;
     case cove::agent::v1::GuestToHost::kHeartbeat:
@@ -286,7 +300,7 @@ void AgentLink::OnControl(const std::string& payload) {
   }
 }
 
-void AgentLink::Drop(const std::string& why) {
+void AgentLink::EndSession(const std::string& why) {
   const bool was_ready = ready_;
   ready_ = false;
   watchdog_.Stop();
@@ -301,8 +315,12 @@ void AgentLink::Drop(const std::string& why) {
     if (h->on_reset) h->on_reset(reason);
   }
   (void)old;
+  if (running_ && was_ready && callbacks_.on_lost) callbacks_.on_lost(why);
+}
+
+void AgentLink::Drop(const std::string& why) {
+  EndSession(why);
   if (!running_) return;
-  if (was_ready && callbacks_.on_lost) callbacks_.on_lost(why);
   retry_.Start(backoff_ms_, [this]() { Connect(); });
   backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
 }

@@ -103,6 +103,9 @@ class AgentLink {
   void OnConnected();
   void OnData(std::string_view bytes);
   void OnControl(const std::string& payload);
+  // Ends the session (streams reset, on_lost) but keeps the connection.
+  void EndSession(const std::string& why);
+  // Ends the session and the connection, and reconnects after a backoff.
   void Drop(const std::string& why);
   void SendHostHello();
   void SchedulePump();

@@ -175,7 +175,10 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
       {stop_fd_, POLLIN, 0},
       {child_fd_, POLLIN, 0},
   };
-  constexpr size_t kFirstStreamFd = 3;
+  std::vector<int> pidfds;
+  supervisor_.CollectPollFds(pidfds);
+  for (int fd : pidfds) fds.push_back({fd, POLLIN, 0});
+  const size_t first_stream_fd = fds.size();
   session.streams.CollectPollFds(fds);
   int n = poll(fds.data(), fds.size(), PollTimeoutMs(&session));
   if (n < 0) {
@@ -186,7 +189,10 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   }
   if (fds[1].revents & POLLIN) return false;
   if (fds[2].revents & POLLIN) ReapChildren(&session);
-  session.streams.Dispatch(fds, kFirstStreamFd);
+  for (size_t i = 3; i < first_stream_fd; i++) {
+    if (fds[i].revents & POLLIN) supervisor_.OnPidfdReady(fds[i].fd, NowMs());
+  }
+  session.streams.Dispatch(fds, first_stream_fd);
   const short revents = fds[0].revents;
   if (revents & POLLIN) {
     // Read before acting on POLLHUP: a peer that closed may have left data.
@@ -259,6 +265,9 @@ void Agent::HandleControl(const std::string& payload, Session& session) {
     case v1::HostToGuest::kExecSignal:
       session.streams.Signal(message.exec_signal());
       break;
+    case v1::HostToGuest::kClockSync:
+      CorrectClock(message.clock_sync().host_time_unix_ms());
+      break;
     case v1::HostToGuest::MSG_NOT_SET:
       // A newer host's message kind: its field is unknown to this agent.
       Log("ignoring an unknown control message (%zu bytes)", payload.size());
@@ -272,7 +281,6 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
     Log("host speaks protocol %u, agent %u", hello.protocol_version(), kProtocolVersion);
   }
   Send(session, MakeHello(identity_, hello.session_id()));
-  CorrectClock(hello.host_time_unix_ms());
   const bool first = !session.greeted;
   if (first) {
     Log("connected to coved %s (session %llu)", hello.host_version().c_str(),
@@ -335,10 +343,16 @@ bool Agent::SleepBackoff() {
     const int64_t now = NowMs();
     if (now >= until) return true;
     int timeout = static_cast<int>(std::min<int64_t>(until - now, PollTimeoutMs(nullptr)));
-    pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {child_fd_, POLLIN, 0}};
-    int n = poll(fds, 2, timeout);
+    std::vector<int> pidfds;
+    supervisor_.CollectPollFds(pidfds);
+    std::vector<pollfd> fds = {{stop_fd_, POLLIN, 0}, {child_fd_, POLLIN, 0}};
+    for (int fd : pidfds) fds.push_back({fd, POLLIN, 0});
+    int n = poll(fds.data(), fds.size(), timeout);
     if (n > 0 && (fds[0].revents & POLLIN)) return false;
     if (n > 0 && (fds[1].revents & POLLIN)) ReapChildren(nullptr);
+    for (size_t i = 2; n > 0 && i < fds.size(); i++) {
+      if (fds[i].revents & POLLIN) supervisor_.OnPidfdReady(fds[i].fd, NowMs());
+    }
     supervisor_.Tick(NowMs());
   }
 }

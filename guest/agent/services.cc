@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
 
 #include "guest/agent/exec.h"
 #include "guest/agent/log.h"
@@ -77,10 +79,56 @@ std::string DescribeWaitStatus(int wait_status) {
   return "ended (status " + std::to_string(wait_status) + ")";
 }
 
-Supervisor::Supervisor(std::string log_dir, std::function<void(const v1::ServiceStatus&)> on_status)
-    : log_dir_(std::move(log_dir)), on_status_(std::move(on_status)) {}
+Supervisor::Supervisor(std::string log_dir, std::function<void(const v1::ServiceStatus&)> on_status,
+                       std::string run_dir)
+    : log_dir_(std::move(log_dir)),
+      run_dir_(std::move(run_dir)),
+      on_status_(std::move(on_status)) {}
 
-Supervisor::~Supervisor() = default;
+Supervisor::~Supervisor() {
+  for (auto& [name, s] : services_) {
+    if (s.pidfd >= 0) close(s.pidfd);
+  }
+}
+
+bool Supervisor::Adopt(Service& s, int64_t now_ms) {
+  std::ifstream in(run_dir_ + "/" + s.def->name + ".pid");
+  pid_t pid = 0;
+  if (!(in >> pid) || pid <= 1) return false;
+  // The pid must still be that service, not a recycled number.
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  if (!(comm >> name) || name != s.def->argv[0].substr(0, 15)) return false;
+  // glibc 2.36 declares pidfd_open without C linkage for C++; call it directly.
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return false;
+  s.pid = pid;
+  s.pidfd = fd;
+  s.started_ms = now_ms;
+  s.state = v1::ServiceStatus::STARTING;
+  s.next_action_ms = now_ms;
+  Log("adopted %s (pid %d) from an earlier agent", s.def->name.c_str(), pid);
+  Report(s);
+  return true;
+}
+
+void Supervisor::CollectPollFds(std::vector<int>& fds) const {
+  for (const auto& [name, s] : services_) {
+    if (s.pidfd >= 0) fds.push_back(s.pidfd);
+  }
+}
+
+void Supervisor::OnPidfdReady(int fd, int64_t now_ms) {
+  for (auto& [name, s] : services_) {
+    if (s.pidfd != fd) continue;
+    close(s.pidfd);
+    s.pidfd = -1;
+    s.pid = -1;
+    // Not our child: its status went to init.
+    Exited(s, "ended (adopted; status unknown)", now_ms);
+    return;
+  }
+}
 
 void Supervisor::SetWanted(const std::vector<std::string>& names, int64_t now_ms) {
   std::vector<std::string> order;
@@ -118,6 +166,7 @@ bool Supervisor::DependencyReady(const Service& s) const {
 }
 
 void Supervisor::Start(Service& s, int64_t now_ms) {
+  if (Adopt(s, now_ms)) return;
   mkdir(log_dir_.c_str(), 0755);
   const std::string log_path = log_dir_ + "/" + s.def->name + ".log";
   struct stat st {};
@@ -160,31 +209,38 @@ void Supervisor::Start(Service& s, int64_t now_ms) {
   s.started_ms = now_ms;
   s.state = v1::ServiceStatus::STARTING;
   s.next_action_ms = now_ms + kReadyPollMs;
+  mkdir(run_dir_.c_str(), 0755);
+  std::ofstream(run_dir_ + "/" + s.def->name + ".pid") << pid << "\n";
   Log("started %s (pid %d, log %s)", s.def->name.c_str(), pid, log_path.c_str());
   Report(s);
 }
 
 bool Supervisor::OnChildExit(pid_t pid, int wait_status, int64_t now_ms) {
   for (auto& [name, s] : services_) {
-    if (s.pid != pid) continue;
+    if (s.pid != pid || s.pidfd >= 0) continue;
     s.pid = -1;
-    s.last_exit = DescribeWaitStatus(wait_status);
-    if (!s.wanted) {
-      s.state = v1::ServiceStatus::STOPPED;
-      Report(s);
-      return true;
-    }
-    if (now_ms - s.started_ms >= kStableMs) s.backoff_ms = kMinBackoffMs;
-    Log("%s %s; restarting in %lld ms", name.c_str(), s.last_exit.c_str(),
-        static_cast<long long>(s.backoff_ms));
-    s.state = v1::ServiceStatus::RESTARTING;
-    s.restarts++;
-    s.next_action_ms = now_ms + s.backoff_ms;
-    s.backoff_ms = std::min(s.backoff_ms * 2, kMaxBackoffMs);
-    Report(s);
+    Exited(s, DescribeWaitStatus(wait_status), now_ms);
     return true;
   }
   return false;
+}
+
+void Supervisor::Exited(Service& s, const std::string& how, int64_t now_ms) {
+  s.last_exit = how;
+  unlink((run_dir_ + "/" + s.def->name + ".pid").c_str());
+  if (!s.wanted) {
+    s.state = v1::ServiceStatus::STOPPED;
+    Report(s);
+    return;
+  }
+  if (now_ms - s.started_ms >= kStableMs) s.backoff_ms = kMinBackoffMs;
+  Log("%s %s; restarting in %lld ms", s.def->name.c_str(), s.last_exit.c_str(),
+      static_cast<long long>(s.backoff_ms));
+  s.state = v1::ServiceStatus::RESTARTING;
+  s.restarts++;
+  s.next_action_ms = now_ms + s.backoff_ms;
+  s.backoff_ms = std::min(s.backoff_ms * 2, kMaxBackoffMs);
+  Report(s);
 }
 
 void Supervisor::Tick(int64_t now_ms) {

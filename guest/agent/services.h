@@ -4,6 +4,10 @@
 // READY only once their socket accepts a connection.
 //
 // It outlives link sessions: the runtime keeps running while coved is away.
+// It also outlives the agent: each service's pid is kept in
+// /run/cove/NAME.pid, and an agent that starts while its service still runs
+// (the agent was killed and respawned) adopts it instead of starting a
+// second one, watching it through a pidfd.
 // Threading: the agent's one thread; time is passed in, so it is testable.
 #pragma once
 
@@ -46,13 +50,18 @@ class Supervisor {
   static constexpr off_t kMaxLogBytes = 8 << 20;
 
   // `log_dir` holds the logs (created); `on_status` hears every change.
-  Supervisor(std::string log_dir, std::function<void(const v1::ServiceStatus&)> on_status);
+  Supervisor(std::string log_dir, std::function<void(const v1::ServiceStatus&)> on_status,
+             std::string run_dir = "/run/cove");
   ~Supervisor();
 
   // Wanted services, in start order. Unknown names are logged and skipped.
   void SetWanted(const std::vector<std::string>& names, int64_t now_ms);
   // A child exited; false if `pid` is not a service.
   bool OnChildExit(pid_t pid, int wait_status, int64_t now_ms);
+  // Adopted services are watched through pidfds: poll them for POLLIN and
+  // pass those that fire to OnPidfdReady.
+  void CollectPollFds(std::vector<int>& fds) const;
+  void OnPidfdReady(int fd, int64_t now_ms);
   // Starts, restarts and readiness checks due by now.
   void Tick(int64_t now_ms);
   // When Tick() next has something to do; INT64_MAX for nothing.
@@ -73,14 +82,19 @@ class Supervisor {
     int64_t started_ms = 0;
     int64_t next_action_ms = 0;  // start or readiness check
     int64_t backoff_ms = kMinBackoffMs;
+    int pidfd = -1;  // adopted (not our child): its exit shows here
   };
 
   void Start(Service& s, int64_t now_ms);
+  // A still-running instance from an earlier agent, if its pid file names one.
+  bool Adopt(Service& s, int64_t now_ms);
+  void Exited(Service& s, const std::string& how, int64_t now_ms);
   void Report(const Service& s);
   v1::ServiceStatus StatusOf(const Service& s) const;
   bool DependencyReady(const Service& s) const;
 
   std::string log_dir_;
+  std::string run_dir_;
   std::function<void(const v1::ServiceStatus&)> on_status_;
   std::vector<std::string> order_;
   std::map<std::string, Service> services_;

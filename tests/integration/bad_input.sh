@@ -44,6 +44,21 @@ expect_fail "does not match its sha256" cove create m1 --image "$bad_image"
 expect_fail "is for x86_64" cove create m1 --image "$COVE_TEST_IMAGE" --arch aarch64
 nothing_created
 
+log "bad runtime and reverse sockets"
+expect_fail "unknown runtime" cove create m1 --image "$COVE_TEST_IMAGE" --runtime podman
+expect_fail "is not NAME=HOST_PATH:GUEST_PATH" cove create m1 --image "$COVE_TEST_IMAGE" --reverse-socket junk
+expect_fail "must be an absolute path" cove create m1 --image "$COVE_TEST_IMAGE" --reverse-socket "ssh=/tmp/a.sock:relative/path"
+expect_fail "is given twice" cove create m1 --image "$COVE_TEST_IMAGE" \
+  --reverse-socket "a=/tmp/a.sock:/run/a.sock" --reverse-socket "a=/tmp/b.sock:/run/b.sock"
+expect_fail "reverse socket name" cove create m1 --image "$COVE_TEST_IMAGE" --reverse-socket "Bad_Name=/tmp/a.sock:/run/a.sock"
+nothing_created
+
+log "exec, logs and copy on what cannot take them"
+expect_fail "no machine named 'nosuch'" cove exec nosuch -- true
+expect_fail "no machine named 'nosuch'" cove logs nosuch
+expect_fail "exactly one side must be in a machine" cove copy /etc/hostname /tmp/x
+nothing_created
+
 log "unknown machines"
 expect_fail "no machine named 'nosuch'" cove start nosuch
 expect_fail "no machine named 'nosuch'" cove stop nosuch
@@ -68,8 +83,16 @@ machine_field other .error | grep -q "machine.json is unreadable" || fail "no pa
 [ ! -e "$machines_dir/.creating-half" ] || fail "half-created machine left"
 expect_fail "cannot start" cove start other
 
+expect_fail "start it first" cove exec good -- true
+expect_fail "start it first" cove logs good --service containerd
 cove start good
 [ "$(machine_field good .state)" = running ] || fail "good did not start"
+expect_fail "not KEY=VALUE" cove exec good -e NOEQUALS -- true
+expect_fail "must be an absolute guest path" cove exec good -w relative -- true
+expect_fail "working directory /nonexistent" cove exec good -w /nonexistent -- true
+expect_fail "unknown service" cove logs good --service sshd
+expect_fail "stop it to switch" cove start good --runtime docker
+[ "$(machine_field good .runtime)" = containerd ] || fail "refused runtime switch changed the machine"
 expect_fail "already running" cove start good
 expect_fail "stop it first" cove delete good
 [ "$(machine_field good .state)" = running ] || fail "refused delete changed state"

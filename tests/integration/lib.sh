@@ -20,6 +20,13 @@ fail() {
     log "--- coved.log (tail)"
     tail -n 40 "$COVE_HOME/coved.log" >&2 || true
   fi
+  # A guest that died (a panic, say) explains itself only on its console.
+  local console
+  for console in "$COVE_HOME"/machines/*/serial.log; do
+    [ -f "$console" ] || continue
+    log "--- $console (tail)"
+    tail -n 60 "$console" >&2 || true
+  done
   exit 1
 }
 
@@ -80,5 +87,13 @@ expect_fail() {
 machine_field() {  # machine_field NAME JQ-FILTER
   cove inspect "$1" --json | jq -r "$2"
 }
+
+# The busybox image archive the container tests load (tests/images).
+test_image_tar() {
+  local tar="$COVE_HOME/busybox.tar"
+  [ -f "$tar" ] || "$COVE_SOURCE/tests/images/make-test-image" "$tar" >/dev/null
+  echo "$tar"
+}
+TEST_IMAGE_REF=cove.test/busybox:latest
 
 MACHINE_FLAGS=(--image "$COVE_TEST_IMAGE" --memory 1GiB --disk 4 --cpus 2)
