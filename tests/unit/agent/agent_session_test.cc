@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <map>
+#include <optional>
+#include <set>
 
 #include "agent_harness.h"
 
@@ -138,7 +141,7 @@ TEST_CASE("agent ignores messages it does not understand", "[agent][session]") {
   CHECK(hello->hello().session_id() == 8);
 }
 
-TEST_CASE("agent refuses byte streams with RESET for now", "[agent][session]") {
+TEST_CASE("agent resets streams it cannot serve", "[agent][session][streams]") {
   HostPeer host;
   AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
   Handshake(host, agent, 1);
@@ -146,24 +149,98 @@ TEST_CASE("agent refuses byte streams with RESET for now", "[agent][session]") {
   link::Frame data;
   data.type = link::FrameType::kData;
   data.stream_id = 9;
-  data.payload = "ignored";
+  data.payload = "for nobody";
   host.SendFrame(data);
   link::Frame open;
   open.type = link::FrameType::kOpen;
-  open.stream_id = 0x01020304;
+  open.stream_id = 11;
+  open.payload = "\xff\xff not a StreamOpen";
   host.SendFrame(open);
 
-  // The first non-control frame to come back is the RESET (DATA is ignored).
-  while (true) {
+  std::map<uint32_t, std::string> resets;
+  while (resets.size() < 2) {
     auto frame = host.ReadFrame(kTimeoutMs);
     INFO(host.last_error());
     REQUIRE(frame);
     if (frame->type == link::FrameType::kControl) continue;  // heartbeats
-    CHECK(frame->type == link::FrameType::kReset);
-    CHECK(frame->stream_id == 0x01020304u);
-    CHECK(frame->payload.empty());
-    break;
+    REQUIRE(frame->type == link::FrameType::kReset);
+    resets[frame->stream_id] = frame->payload;
   }
+  CHECK(resets[9] == "unknown stream");
+  CHECK(resets[11] == "unparseable OPEN payload");
+}
+
+TEST_CASE("agent runs an exec: stdin, stdout, stderr apart, exit status",
+          "[agent][session][streams]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+
+  v1::StreamOpen what;
+  auto* exec = what.mutable_exec();
+  exec->add_argv("sh");
+  exec->add_argv("-c");
+  exec->add_argv("read line; echo \"got $line\"; echo oops >&2; exit 3");
+  host.SendFrame(link::Frame{link::FrameType::kOpen, 1, what.SerializeAsString()});
+  host.SendFrame(link::Frame{link::FrameType::kData, 1, "hello\n"});
+  host.SendFrame(link::Frame{link::FrameType::kCloseWrite, 1, ""});
+
+  uint32_t stderr_id = 0;
+  std::map<uint32_t, std::string> output;
+  std::set<uint32_t> closed;
+  std::optional<v1::ExecExited> exited;
+  while (!exited || closed.size() < 2) {
+    auto frame = host.ReadFrame(kTimeoutMs);
+    INFO(host.last_error());
+    REQUIRE(frame);
+    switch (frame->type) {
+      case link::FrameType::kControl: {
+        v1::GuestToHost msg;
+        REQUIRE(msg.ParseFromString(frame->payload));
+        if (msg.has_exec_exited()) exited = msg.exec_exited();
+        break;
+      }
+      case link::FrameType::kOpen: {
+        v1::StreamOpen opened;
+        REQUIRE(opened.ParseFromString(frame->payload));
+        CHECK(opened.exec_stderr_of() == 1u);
+        CHECK(frame->stream_id % 2 == 0);  // the agent's ids are even
+        stderr_id = frame->stream_id;
+        break;
+      }
+      case link::FrameType::kData:
+        output[frame->stream_id] += frame->payload;
+        break;
+      case link::FrameType::kCloseWrite:
+        closed.insert(frame->stream_id);
+        break;
+      default:
+        FAIL("unexpected frame type " << static_cast<int>(frame->type));
+    }
+  }
+  REQUIRE(stderr_id != 0);
+  CHECK(output[1] == "got hello\n");
+  CHECK(output[stderr_id] == "oops\n");
+  CHECK(closed == std::set<uint32_t>{1, stderr_id});
+  CHECK(exited->stream_id() == 1u);
+  CHECK(exited->exit_code() == 3);
+  CHECK(exited->error().empty());
+}
+
+TEST_CASE("an exec that cannot start reports why, with exit code 127",
+          "[agent][session][streams]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  v1::StreamOpen what;
+  what.mutable_exec()->add_argv("/nonexistent/command");
+  host.SendFrame(link::Frame{link::FrameType::kOpen, 3, what.SerializeAsString()});
+  auto message = host.ReadUntil(GuestToHost::kExecExited, kTimeoutMs);
+  INFO(host.last_error());
+  REQUIRE(message);
+  CHECK(message->exec_exited().stream_id() == 3u);
+  CHECK(message->exec_exited().exit_code() == 127);
+  CHECK(message->exec_exited().error() == "/nonexistent/command: No such file or directory");
 }
 
 TEST_CASE("a broken frame stream drops the link and the agent reconnects", "[agent][session]") {
