@@ -190,3 +190,25 @@ TEST_CASE("the number of streams is bounded", "[mux]") {
   REQUIRE(guest.mux.OnFrame(Frame{FrameType::kOpen, 999999, ""}));
   CHECK_FALSE(guest.mux.IsOpen(999999));
 }
+
+TEST_CASE("a writer that filled half its buffer hears when it drains, without a refused write",
+          "[mux]") {
+  End host(StreamMux::Side::kHost), guest(StreamMux::Side::kGuest);
+  const uint32_t id = host.mux.Open("fwd");
+  PumpAll(host, guest);
+  // A careful writer checks WritableBytes first and never has a Write
+  // refused; it must still learn when there is room again.
+  const std::string chunk = Pattern(64 * 1024);
+  while (host.mux.WritableBytes(id) >= chunk.size()) REQUIRE(host.mux.Write(id, chunk));
+  CHECK(host.mux.WritableBytes(id) < chunk.size());
+  CHECK(host.writable.empty());
+  // The guest consumes everything: the buffer drains through the window.
+  for (int i = 0; i < 64 && host.mux.WritableBytes(id) < StreamMux::kMaxBuffered; ++i) {
+    Pump(host, guest);
+    guest.mux.Consumed(id, guest.received[id].size());
+    guest.received[id].clear();
+    Pump(guest, host);
+  }
+  CHECK(host.mux.WritableBytes(id) == StreamMux::kMaxBuffered);
+  CHECK(host.writable == std::vector<uint32_t>{id});
+}
