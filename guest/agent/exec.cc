@@ -48,6 +48,21 @@ std::vector<std::string> BaseEnvironment() {
   };
 }
 
+std::vector<char*> CStringArray(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+void ResetSignalsInChild() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);
+}
+
 void ResizePty(int pty_fd, unsigned rows, unsigned cols) {
   if (pty_fd < 0 || rows == 0 || cols == 0) return;
   winsize ws{};
@@ -69,13 +84,9 @@ SpawnedExec SpawnExec(const ExecOptions& options) {
     env.push_back("TERM=" + (options.term.empty() ? std::string("xterm-256color") : options.term));
   }
   for (const std::string& kv : options.env) env.push_back(kv);
-  std::vector<char*> envp;
-  for (std::string& kv : env) envp.push_back(kv.data());
-  envp.push_back(nullptr);
+  std::vector<char*> envp = CStringArray(env);
   std::vector<std::string> argv_store = options.argv;
-  std::vector<char*> argv;
-  for (std::string& a : argv_store) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  std::vector<char*> argv = CStringArray(argv_store);
   const std::string cwd = options.cwd.empty() ? "/" : options.cwd;
 
   UniqueFd in_r, in_w, out_r, out_w, err_r, err_w, status_r, status_w;
@@ -110,10 +121,7 @@ SpawnedExec SpawnExec(const ExecOptions& options) {
   }
   if (pid == 0) {
     const int ef = status_w.get();
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
+    ResetSignalsInChild();
     if (setsid() < 0) ChildFail(ef, kStepSetup, errno);
     int in_fd, out_fd, err_fd;
     if (options.tty) {

@@ -39,6 +39,15 @@ struct SpawnedExec {
 // The environment every exec starts from (PATH, HOME, USER, LANG).
 std::vector<std::string> BaseEnvironment();
 
+// argv or envp for execvpe: pointers into `strings` (which must outlive
+// them), null-terminated. Built before fork: the child may not allocate.
+std::vector<char*> CStringArray(std::vector<std::string>& strings);
+
+// In a forked child, before exec: the agent blocks SIGTERM, SIGINT and
+// SIGCHLD (they arrive through signalfds) and ignores SIGPIPE; a new program
+// must start with neither. Async-signal-safe.
+void ResetSignalsInChild();
+
 // Forks and execs. Returns after the child exec'd or failed to: a failure to
 // exec is reported in `error`, not as a process that exits 127. All returned
 // fds are non-blocking and close-on-exec.

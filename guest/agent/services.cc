@@ -175,20 +175,13 @@ void Supervisor::Start(Service& s, int64_t now_ms) {
   }
   UniqueFd log_fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   std::vector<std::string> env_store = BaseEnvironment();
-  std::vector<char*> envp;
-  for (std::string& kv : env_store) envp.push_back(kv.data());
-  envp.push_back(nullptr);
+  std::vector<char*> envp = CStringArray(env_store);
   std::vector<std::string> argv_store = s.def->argv;
-  std::vector<char*> argv;
-  for (std::string& a : argv_store) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  std::vector<char*> argv = CStringArray(argv_store);
 
   pid_t pid = fork();
   if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
+    ResetSignalsInChild();
     setsid();
     int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);
