@@ -64,7 +64,7 @@ expect_event() {  # kind state
     "$COVE_HOME/events.jsonl" >/dev/null
 }
 wait_for 5 "deleted event" jq -e -s 'any(.[]; .kind == "deleted")' "$COVE_HOME/events.jsonl"
-for pair in "created stopped" "state starting" "state running" "agent-connected running" \
+for pair in "created stopped" "state starting" "state running" "agent-connected starting" \
             "state stopping" "state stopped"; do
   # shellcheck disable=SC2086
   expect_event $pair || fail "no event '$pair' in: $(cat "$COVE_HOME/events.jsonl")"
