@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <string_view>
+#include <utility>
 
 namespace cove::agent {
 
@@ -13,6 +14,9 @@ const char kUsage[] =
     "\n"
     "  --connect PATH      connect to a unix stream socket instead of the port\n"
     "                      (tests and benchmarks on the host)\n"
+    "  --listen PATH       listen on a unix stream socket (replacing a stale one)\n"
+    "                      and serve each connection as the channel, one at a\n"
+    "                      time, as coved connects to QEMU's chardev socket\n"
     "  --port-name NAME    virtio-serial port name (default org.cove.agent.0)\n"
     "  --heartbeat-ms N    heartbeat interval in milliseconds (default 5000)\n"
     "  --no-poweroff       on ShutdownRequest exit instead of signalling init\n"
@@ -70,6 +74,13 @@ FlagsResult ParseFlags(int argc, const char* const* argv) {
         return result;
       }
       flags.connect_path = value;
+    } else if (name == "--listen") {
+      if (!take_value(value)) return result;
+      if (value.empty()) {
+        result.error = "--listen needs a socket path";
+        return result;
+      }
+      flags.listen_path = value;
     } else if (name == "--port-name") {
       if (!take_value(value)) return result;
       if (value.empty() || value.find('/') != std::string_view::npos) {
@@ -104,8 +115,17 @@ FlagsResult ParseFlags(int argc, const char* const* argv) {
       return result;
     }
   }
-  if (port_name_set && !flags.connect_path.empty()) {
-    result.error = "--connect and --port-name exclude each other";
+  // One channel at most: the port (by name), --connect or --listen.
+  std::string given;
+  for (auto [set, flag] : {std::pair{!flags.connect_path.empty(), "--connect"},
+                           std::pair{!flags.listen_path.empty(), "--listen"},
+                           std::pair{port_name_set, "--port-name"}}) {
+    if (!set) continue;
+    if (!given.empty()) {
+      result.error = given + " and " + flag + " exclude each other";
+      break;
+    }
+    given = flag;
   }
   return result;
 }

@@ -15,6 +15,10 @@ struct Flags {
   // When set, connect to this unix stream socket instead of opening the
   // virtio-serial port (tests and benchmarks on the host).
   std::string connect_path;
+  // When set, listen on this unix stream socket and serve each accepted
+  // connection as the channel, one at a time (the host connects, as coved
+  // connects to QEMU's chardev socket). Excludes connect_path and port_name.
+  std::string listen_path;
   // Name of the virtio-serial port, as in /sys/class/virtio-ports/*/name.
   std::string port_name = kDefaultPortName;
   int heartbeat_ms = kDefaultHeartbeatMs;

@@ -5,11 +5,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "guest/agent/agent.h"
 #include "guest/agent/control.h"
 #include "guest/agent/flags.h"
 #include "guest/agent/log.h"
+#include "guest/agent/port.h"
 #include "guest/agent/sysinfo.h"
 
 namespace {
@@ -62,8 +64,21 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Removes its socket file when main returns.
+  cove::agent::ChannelListener listener;
+  if (!flags.listen_path.empty()) {
+    if (std::string error = listener.Listen(flags.listen_path); !error.empty()) {
+      cove::agent::Log("cannot listen: %s", error.c_str());
+      return 1;
+    }
+    cove::agent::Log("listening on unix socket %s", flags.listen_path.c_str());
+  }
+
   cove::agent::AgentOptions options;
   options.channel.connect_path = flags.connect_path;
+  options.channel.listen_fd = listener.fd();
+  options.channel.listen_path = flags.listen_path;
+  options.channel.wake_fd = stop_fd;
   options.channel.port_name = flags.port_name;
   options.heartbeat_ms = flags.heartbeat_ms;
   options.poweroff = flags.poweroff;

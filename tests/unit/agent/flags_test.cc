@@ -55,4 +55,18 @@ TEST_CASE("bad flags are reported", "[agent][flags]") {
         "--connect and --port-name exclude each other");
 }
 
+TEST_CASE("--listen takes a socket path and excludes the other channels", "[agent][flags]") {
+  FlagsResult r = Parse({"--listen", "/tmp/agent.sock", "--no-poweroff"});
+  REQUIRE(r.error.empty());
+  CHECK(r.flags.listen_path == "/tmp/agent.sock");
+  CHECK(r.flags.connect_path.empty());
+  CHECK(Parse({"--listen=/s"}).flags.listen_path == "/s");
+  CHECK(Parse({"--listen"}).error == "flag --listen needs a value");
+  CHECK(Parse({"--listen="}).error == "--listen needs a socket path");
+  CHECK(Parse({"--connect", "/a", "--listen", "/b"}).error ==
+        "--connect and --listen exclude each other");
+  CHECK(Parse({"--listen", "/b", "--port-name", "p"}).error ==
+        "--listen and --port-name exclude each other");
+}
+
 }  // namespace cove::agent
