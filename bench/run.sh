@@ -60,7 +60,7 @@ for _ in $(seq "$runs"); do
   rm -f "$dir/raw-serial.log" "$dir/raw-qmp.sock" "$dir/raw-agent.sock"
   t0=$(now_ms)
   qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-    -accel tcg,thread=multi,tb-size=256 -cpu max -machine q35 -smp 2 -m 1024M \
+    -accel tcg,thread=single,tb-size=256 -cpu max -machine q35 -smp 2 -m 1024M \
     -kernel "$image/vmlinuz" -initrd "$dir/initrd.img" \
     -append "$(jq -r .kernel_cmdline "$image/image.json") cove.hostname=raw" \
     -drive "file=$dir/disk.qcow2,if=none,id=root,format=qcow2" -device virtio-blk-pci,drive=root \

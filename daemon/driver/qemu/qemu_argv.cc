@@ -36,11 +36,15 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
       add({"-accel", "hvf", "-cpu", "host"});
       break;
     default:
-      // Multi-threaded TCG with a large translation cache, as Lima does under
-      // emulation; "max" gives the guest every feature TCG can emulate.
-      // On aarch64, "max" with the architected pointer-auth algorithm is
-      // very slow under TCG; the implementation-defined one is not.
-      add({"-accel", "tcg,thread=multi,tb-size=256", "-cpu", arm ? "max,pauth-impdef=on" : "max"});
+      // Single-threaded TCG with a large translation cache. Multi-threaded
+      // TCG (QEMU 7.2, x86 guest) let one vCPU run stale translated code
+      // while another live-patched kernel text: the guest died of an "int3"
+      // oops at a jump-label site (kmem_cache_free+0x103) when docker
+      // started containers, and once at boot. "max" gives the guest every
+      // feature TCG can emulate. On aarch64, "max" with the architected
+      // pointer-auth algorithm is very slow under TCG; the
+      // implementation-defined one is not.
+      add({"-accel", "tcg,thread=single,tb-size=256", "-cpu", arm ? "max,pauth-impdef=on" : "max"});
       break;
   }
   add({"-machine", arm ? "virt" : "q35"});

@@ -37,7 +37,7 @@ std::string After(const std::vector<std::string>& argv, const std::string& flag,
 TEST_CASE("qemu argv under tcg", "[qemu]") {
   auto argv = qemu::BuildQemuArgv("/usr/bin/qemu-system-x86_64", Spec());
   CHECK(argv[0] == "/usr/bin/qemu-system-x86_64");
-  CHECK(After(argv, "-accel") == "tcg,thread=multi,tb-size=256");
+  CHECK(After(argv, "-accel") == "tcg,thread=single,tb-size=256");
   CHECK(After(argv, "-cpu") == "max");
   CHECK(After(argv, "-machine") == "q35");
   CHECK(After(argv, "-m") == "2048M");
