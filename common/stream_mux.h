@@ -35,13 +35,13 @@ class StreamMux {
   enum class Side { kHost, kGuest };
 
   // Bytes a sender may have in flight per stream before it needs credit.
-  static constexpr uint32_t kWindow = 256 * 1024;
+  static constexpr uint32_t kWindow = 1024 * 1024;
   // Bytes a stream may hold queued for sending; Write() refuses beyond.
-  static constexpr size_t kMaxBuffered = 1024 * 1024;
+  static constexpr size_t kMaxBuffered = 2 * 1024 * 1024;
   static constexpr size_t kMaxStreams = 1024;
   // Largest DATA frame payload; smaller than the frame limit so control
   // frames are never stuck behind a long run of data.
-  static constexpr size_t kMaxChunk = 64 * 1024;
+  static constexpr size_t kMaxChunk = 128 * 1024;
 
   struct Callbacks {
     // The peer opened stream `id`; `payload` says what for (opaque here).

@@ -7,13 +7,22 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 
 namespace cove::daemon {
 namespace {
 
-constexpr size_t kReadSize = 64 * 1024;
+constexpr size_t kReadSize = 256 * 1024;
+
+// One read buffer per loop thread, shared by every connection: the read
+// callback hands the bytes to the link (which copies them) before the next
+// read can start, so a thousand idle connections cost no buffers.
+char* ReadBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kReadSize]);
+  return buffer.get();
+}
 
 struct WriteReq {
   uv_write_t req{};
@@ -27,7 +36,6 @@ struct StreamConn::Client {
   uv_stream_t* stream;
   StreamConn* owner;
   uv_shutdown_t shutdown{};
-  char buffer[kReadSize];
 };
 
 StreamConn::StreamConn(uv_stream_t* client) : client_(new Client{client, this}) {
@@ -104,10 +112,7 @@ void StreamConn::StartReading() {
   reading_ = true;
   uv_read_start(
       client_->stream,
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-        auto* c = static_cast<Client*>(h->data);
-        *buf = uv_buf_init(c->buffer, sizeof(c->buffer));
-      },
+      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(ReadBuffer(), kReadSize); },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         auto* c = static_cast<Client*>(s->data);
         if (c->owner == nullptr) return;

@@ -10,7 +10,7 @@ struct UnixStream::Handle {
   uv_pipe_t pipe{};
   uv_connect_t connect{};
   UnixStream* owner = nullptr;
-  char buffer[64 * 1024];
+  char buffer[256 * 1024];
 };
 
 namespace {

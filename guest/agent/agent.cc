@@ -143,18 +143,19 @@ void Agent::Send(Session& session, const v1::GuestToHost& message) {
 }
 
 void Agent::Pump(LinkConnection& conn, Session& session) {
-  while (session.drop_reason.empty() && conn.queued() < kOutputBatch && session.mux.HasOutput()) {
-    if (!conn.SendEncoded(session.mux.TakeOutput(kOutputBatch - conn.queued()))) {
-      session.drop_reason = conn.error();
-      return;
-    }
+  // Flush first and re-check after every flush: a flush that empties the
+  // queue makes room for more frames, and leaving them in the mux would
+  // leave nothing to wake the poll (no POLLOUT is asked for an empty queue).
+  while (session.drop_reason.empty()) {
     if (!conn.Flush()) {
       session.drop_reason = conn.error();
       return;
     }
-  }
-  if (session.drop_reason.empty() && conn.wants_write() && !conn.Flush()) {
-    session.drop_reason = conn.error();
+    if (conn.queued() >= kOutputBatch || !session.mux.HasOutput()) return;
+    if (!conn.SendEncoded(session.mux.TakeOutput(kOutputBatch - conn.queued()))) {
+      session.drop_reason = conn.error();
+      return;
+    }
   }
 }
 

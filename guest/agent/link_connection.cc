@@ -12,7 +12,7 @@ namespace cove::agent {
 namespace {
 
 // One read's worth; the decoder holds at most one partial frame beyond it.
-constexpr size_t kReadChunk = size_t{64} * 1024;
+constexpr size_t kReadChunk = size_t{256} * 1024;
 
 }  // namespace
 
@@ -74,7 +74,7 @@ bool LinkConnection::FlushFor(int timeout_ms) {
 }
 
 bool LinkConnection::Read() {
-  char buf[kReadChunk];
+  static char buf[kReadChunk];  // the agent is single-threaded
   ssize_t n = read(fd_.get(), buf, sizeof(buf));
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;

@@ -10,7 +10,7 @@
 namespace cove::agent {
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = 256 * 1024;
 
 }  // namespace
 
@@ -40,7 +40,7 @@ int Relay::PollWriteFd() const {
 void Relay::OnReadable() {
   if (PollReadFd() < 0) return;
   const size_t room = std::min(kReadChunk, mux_.WritableBytes(id_));
-  char buf[kReadChunk];
+  static char buf[kReadChunk];  // the agent is single-threaded
   ssize_t n = read(read_fd_.get(), buf, room);
   if (n > 0) {
     mux_.Write(id_, std::string_view(buf, static_cast<size_t>(n)));
