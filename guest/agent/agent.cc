@@ -126,6 +126,7 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
     }
     supervisor_.Tick(NowMs());
     session.streams.Sweep();
+    if (session.greeted) ReportListeners(session, false);
     Pump(conn, session);
   }
   if (session.greeted) {
@@ -167,6 +168,9 @@ int Agent::PollTimeoutMs(const Session* session) const {
   }
   const int64_t next = supervisor_.NextDeadlineMs();
   if (next != INT64_MAX) timeout = std::min<int64_t>(timeout, next - now);
+  if (session != nullptr && session->greeted) {
+    timeout = std::min<int64_t>(timeout, listeners_.next_due_ms() - now);
+  }
   return static_cast<int>(std::clamp<int64_t>(timeout, 0, kMaxPollMs));
 }
 
@@ -215,6 +219,20 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   }
   if ((revents & POLLOUT) && !conn.Flush()) session.drop_reason = conn.error();
   return true;
+}
+
+void Agent::ReportListeners(Session& session, bool force) {
+  if (!listeners_.Refresh(NowMs(), force) && !force) return;
+  v1::GuestToHost msg;
+  v1::Listeners* out = msg.mutable_listeners();
+  out->set_generation(listeners_.generation());
+  for (const ListenerInfo& l : listeners_.listeners()) {
+    v1::Listener* item = out->add_listeners();
+    item->set_proto(l.proto == ListenerInfo::Proto::kTcp ? v1::PROTO_TCP : v1::PROTO_UDP);
+    item->set_address(l.address);
+    item->set_port(l.port);
+  }
+  Send(session, msg);
 }
 
 void Agent::ReapChildren(Session* session) {
@@ -291,7 +309,9 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
   }
   session.streams.SetReverseSockets(std::vector<v1::ReverseSocket>(hello.reverse_sockets().begin(),
                                                                    hello.reverse_sockets().end()));
-  // The host's view of the services is rebuilt from scratch each session.
+  // The host's view of the services and listeners is rebuilt from scratch
+  // each session.
+  if (first) ReportListeners(session, true);
   if (first) {
     for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
       v1::GuestToHost msg;

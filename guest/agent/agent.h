@@ -15,6 +15,7 @@
 #include "cove/agent/v1/agent.pb.h"
 #include "guest/agent/control.h"
 #include "guest/agent/link_connection.h"
+#include "guest/agent/listeners.h"
 #include "guest/agent/port.h"
 #include "guest/agent/services.h"
 #include "guest/agent/streams.h"
@@ -82,6 +83,9 @@ class Agent {
   // Reaps exited children and hands each to its owner.
   void ReapChildren(Session* session);
   int PollTimeoutMs(const Session* session) const;
+  // Lists the guest's listeners when due (or `force`) and sends them when
+  // they changed (or `force`), for automatic port forwarding.
+  void ReportListeners(Session& session, bool force);
 
   // Sleeps the current backoff, still supervising; false when stop_fd fired.
   bool SleepBackoff();
@@ -95,6 +99,7 @@ class Agent {
   int stop_fd_;
   int child_fd_;
   Supervisor supervisor_;
+  ListenerWatcher listeners_;
   Session* current_ = nullptr;  // the live session, if any
   uint64_t heartbeat_seq_ = 0;
   int backoff_ms_ = kInitialBackoffMs;

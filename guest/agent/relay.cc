@@ -33,12 +33,23 @@ int Relay::PollReadFd() const {
 int Relay::PollWriteFd() const {
   if (dead_) return -1;
   if (connecting_) return read_fd_.get();
-  if (inbox_off_ < inbox_.size() && !write_shut_) return write_fd().get();
-  return -1;
+  if (inbox_off_ >= inbox_.size() || write_shut_) return -1;
+  if (kind_ == Kind::kDatagram) {
+    // Only a whole datagram waits for the socket; a partial one waits for
+    // the stream (polling for it would spin).
+    const size_t left = inbox_.size() - inbox_off_;
+    const auto* p = reinterpret_cast<const unsigned char*>(inbox_.data() + inbox_off_);
+    if (left < 2 || left < 2 + ((size_t{p[0]} << 8) | p[1])) return -1;
+  }
+  return write_fd().get();
 }
 
 void Relay::OnReadable() {
   if (PollReadFd() < 0) return;
+  if (kind_ == Kind::kDatagram) {
+    ReadDatagram();
+    return;
+  }
   const size_t room = std::min(kReadChunk, mux_.WritableBytes(id_));
   static char buf[kReadChunk];  // the agent is single-threaded
   ssize_t n = read(read_fd_.get(), buf, room);
@@ -70,6 +81,10 @@ void Relay::OnWritable() {
       return;
     }
     connecting_ = false;
+  }
+  if (kind_ == Kind::kDatagram) {
+    WriteDatagrams();
+    return;
   }
   size_t written = 0;
   while (inbox_off_ < inbox_.size() && !write_shut_) {
@@ -143,7 +158,46 @@ void Relay::ShutWrite() {
       // A terminal has no half-close; the shell sees EOF when the user types
       // it (^D travels as a byte).
       break;
+    case Kind::kDatagram:
+      break;  // nothing to tell a UDP peer
   }
+}
+
+void Relay::ReadDatagram() {
+  static char buf[2 + 65535];  // the agent is single-threaded
+  const ssize_t n = recv(read_fd_.get(), buf + 2, sizeof(buf) - 2, 0);
+  if (n < 0) {
+    // ECONNREFUSED: an earlier datagram met a closed port (ICMP). The server
+    // may come back; the session stays.
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNREFUSED) return;
+    Fail(std::string("recv: ") + std::strerror(errno));
+    return;
+  }
+  const size_t size = static_cast<size_t>(n);
+  if (mux_.WritableBytes(id_) < size + 2) return;  // no room: dropped, as UDP does
+  buf[0] = static_cast<char>(size >> 8);
+  buf[1] = static_cast<char>(size & 0xff);
+  mux_.Write(id_, std::string_view(buf, size + 2));
+}
+
+void Relay::WriteDatagrams() {
+  size_t consumed = 0;
+  while (inbox_.size() - inbox_off_ >= 2) {
+    const auto* p = reinterpret_cast<const unsigned char*>(inbox_.data() + inbox_off_);
+    const size_t size = (size_t{p[0]} << 8) | p[1];
+    if (inbox_.size() - inbox_off_ < 2 + size) break;  // the rest is still coming
+    const ssize_t n = send(read_fd_.get(), p + 2, size, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;  // POLLOUT resumes
+    // Any other failure (ECONNREFUSED from an earlier ICMP, EMSGSIZE) loses
+    // this datagram only.
+    inbox_off_ += 2 + size;
+    consumed += 2 + size;
+  }
+  if (inbox_off_ == inbox_.size()) {
+    inbox_.clear();
+    inbox_off_ = 0;
+  }
+  if (consumed > 0) mux_.Consumed(id_, consumed);
 }
 
 }  // namespace cove::agent

@@ -25,6 +25,10 @@ class Relay {
     kSocket,  // one fd both ways; half-close is shutdown(SHUT_WR)
     kPipes,   // separate fds; half-close closes the write fd
     kPty,     // one fd; no half-close, EIO on read means the terminal closed
+    // A connected UDP socket. The stream carries datagrams, each a 2-byte
+    // big-endian length and the bytes (NetConnect in agent.proto). A
+    // datagram that finds no room in the stream is dropped, as UDP would.
+    kDatagram,
   };
 
   // Either fd may be invalid (a stream that only reads or only writes).
@@ -61,6 +65,8 @@ class Relay {
   const UniqueFd& write_fd() const { return kind_ == Kind::kPipes ? write_fd_ : read_fd_; }
   void FinishRead();
   void ShutWrite();
+  void ReadDatagram();
+  void WriteDatagrams();
 
   link::StreamMux& mux_;
   const uint32_t id_;

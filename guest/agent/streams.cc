@@ -1,5 +1,6 @@
 #include "guest/agent/streams.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -80,10 +81,54 @@ void StreamTable::OnOpen(uint32_t id, const std::string& payload) {
       Connect(id, AF_INET, &addr, sizeof(addr), "127.0.0.1:" + std::to_string(open.tcp_connect()));
       return;
     }
+    case v1::StreamOpen::kNetConnect:
+      ConnectNet(id, open.net_connect());
+      return;
     default:
       mux_.Reset(id, "this agent cannot open that kind of stream");
       return;
   }
+}
+
+void StreamTable::ConnectNet(uint32_t id, const v1::NetConnect& target) {
+  if (target.port() == 0 || target.port() > 65535) {
+    mux_.Reset(id, "bad guest port");
+    return;
+  }
+  const auto port = htons(static_cast<uint16_t>(target.port()));
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  std::string address = target.address();
+  // A listener bound to every address is reached on the loopback.
+  if (address.empty() || address == "0.0.0.0") address = "127.0.0.1";
+  if (address == "::") address = "::1";
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = port;
+    len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = port;
+    len = sizeof(*v6);
+  } else {
+    mux_.Reset(id, "bad guest address: " + target.address());
+    return;
+  }
+  const std::string what = (storage.ss_family == AF_INET6 ? "[" + address + "]" : address) + ":" +
+                           std::to_string(target.port());
+  if (target.proto() != v1::PROTO_UDP) {
+    Connect(id, storage.ss_family, &storage, len, what);
+    return;
+  }
+  UniqueFd fd(socket(storage.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid() || connect(fd.get(), reinterpret_cast<sockaddr*>(&storage), len) != 0) {
+    mux_.Reset(id, "udp " + what + ": " + std::strerror(errno));
+    return;
+  }
+  relays_[id] =
+      std::make_unique<Relay>(mux_, id, Relay::Kind::kDatagram, std::move(fd), UniqueFd());
 }
 
 void StreamTable::StartExec(uint32_t id, const v1::ExecStart& start) {

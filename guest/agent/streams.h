@@ -78,6 +78,8 @@ class StreamTable {
 
   void StartExec(uint32_t id, const v1::ExecStart& start);
   void Connect(uint32_t id, int domain, const void* addr, size_t addr_len, const std::string& what);
+  // A port forward's connection (TCP) or session (UDP) to a guest address.
+  void ConnectNet(uint32_t id, const v1::NetConnect& target);
   void Accept(Listener& listener);
   Relay* Find(uint32_t id);
   Exec* FindExec(uint32_t stream_id);

@@ -1,11 +1,15 @@
 // Runs the real cove-agent binary with --connect against a unix socket that
 // the test listens on, and plays coved's part of the agent link.
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -313,6 +317,108 @@ TEST_CASE("cove-agent rejects bad flags with exit 2", "[agent][flags]") {
   REQUIRE(status);
   REQUIRE(WIFEXITED(*status));
   CHECK(WEXITSTATUS(*status) == 0);
+}
+
+namespace {
+
+// A socket of `type` bound to 127.0.0.1 on a free port (listening for TCP).
+std::pair<int, uint16_t> BindLoopback(int type) {
+  const int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  if (type == SOCK_STREAM) REQUIRE(listen(fd, 8) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  return {fd, ntohs(addr.sin_port)};
+}
+
+bool HasListener(const v1::Listeners& set, v1::Proto proto, uint16_t port) {
+  for (const v1::Listener& l : set.listeners()) {
+    if (l.proto() == proto && l.port() == port && l.address() == "127.0.0.1") return true;
+  }
+  return false;
+}
+
+// Reads Listeners messages until `want` says yes, at most kTimeoutMs.
+std::optional<v1::Listeners> AwaitListeners(HostPeer& host,
+                                            const std::function<bool(const v1::Listeners&)>& want) {
+  while (auto msg = host.ReadUntil(GuestToHost::kListeners, kTimeoutMs)) {
+    if (want(msg->listeners())) return msg->listeners();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("agent reports listening TCP and bound UDP sockets as they come and go",
+          "[agent][session][ports]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  // The first set comes with the handshake, whatever it holds.
+  auto first = host.ReadUntil(GuestToHost::kListeners, kTimeoutMs);
+  INFO(host.last_error());
+  REQUIRE(first);
+
+  auto [tcp, tcp_port] = BindLoopback(SOCK_STREAM);
+  auto [udp, udp_port] = BindLoopback(SOCK_DGRAM);
+  auto seen = AwaitListeners(host, [&](const v1::Listeners& s) {
+    return HasListener(s, v1::PROTO_TCP, tcp_port) && HasListener(s, v1::PROTO_UDP, udp_port);
+  });
+  REQUIRE(seen);
+  CHECK(seen->generation() > first->listeners().generation());
+
+  close(tcp);
+  close(udp);
+  auto gone = AwaitListeners(host, [&](const v1::Listeners& s) {
+    return !HasListener(s, v1::PROTO_TCP, tcp_port) && !HasListener(s, v1::PROTO_UDP, udp_port);
+  });
+  CHECK(gone);
+}
+
+TEST_CASE("a UDP stream carries datagrams both ways", "[agent][session][ports]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  auto [server, port] = BindLoopback(SOCK_DGRAM);
+
+  v1::StreamOpen what;
+  what.mutable_net_connect()->set_proto(v1::PROTO_UDP);
+  what.mutable_net_connect()->set_address("0.0.0.0");  // reached on the loopback
+  what.mutable_net_connect()->set_port(port);
+  host.SendFrame(link::Frame{link::FrameType::kOpen, 1, what.SerializeAsString()});
+  // Two datagrams in one DATA frame, the second split across two frames.
+  const std::string two = std::string("\0\5hello\0\5", 9);
+  host.SendFrame(link::Frame{link::FrameType::kData, 1, two});
+  host.SendFrame(link::Frame{link::FrameType::kData, 1, "world"});
+
+  char buf[64];
+  sockaddr_in from{};
+  socklen_t from_len = sizeof(from);
+  timeval tv{5, 0};
+  setsockopt(server, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  REQUIRE(recvfrom(server, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len) ==
+          5);
+  CHECK(std::string(buf, 5) == "hello");
+  REQUIRE(recv(server, buf, sizeof(buf), 0) == 5);
+  CHECK(std::string(buf, 5) == "world");
+  REQUIRE(sendto(server, "pong!!", 6, 0, reinterpret_cast<sockaddr*>(&from), from_len) == 6);
+
+  std::string got;
+  while (got.size() < 8) {
+    auto frame = host.ReadFrame(kTimeoutMs);
+    INFO(host.last_error());
+    REQUIRE(frame);
+    if (frame->type == link::FrameType::kControl) continue;
+    REQUIRE(frame->type == link::FrameType::kData);
+    REQUIRE(frame->stream_id == 1u);
+    got += frame->payload;
+  }
+  CHECK(got == std::string("\0\6pong!!", 8));
+  close(server);
 }
 
 }  // namespace cove::agent::test
