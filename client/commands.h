@@ -22,5 +22,8 @@ void RegisterExec(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterShell(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterLogs(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterCopy(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterPorts(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterForward(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterSet(CLI::App& app, Context& ctx, int& exit_code);
 
 }  // namespace cove::client

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   RegisterShell(app, ctx, exit_code);
   RegisterLogs(app, ctx, exit_code);
   RegisterCopy(app, ctx, exit_code);
+  RegisterPorts(app, ctx, exit_code);
+  RegisterForward(app, ctx, exit_code);
+  RegisterSet(app, ctx, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/sizes.h"
 
@@ -73,6 +74,29 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
     j["reverse_sockets"].push_back(
         {{"name", r.name()}, {"host_path", r.host_path()}, {"guest_path", r.guest_path()}});
   }
+  j["forwards"] = nlohmann::json::array();
+  for (const auto& f : m.forwards()) j["forwards"].push_back(ForwardJson(f));
+  j["port_rules"] = nlohmann::json::array();
+  for (const auto& r : s.port_rules()) {
+    nlohmann::json rule = {{"proto", r.proto() == cove::v1::PROTO_TCP   ? "tcp"
+                                     : r.proto() == cove::v1::PROTO_UDP ? "udp"
+                                                                         : "any"}};
+    if (!r.guest_ip().empty()) rule["guest_ip"] = r.guest_ip();
+    if (r.guest_port_start() != 0) {
+      rule["guest_port_range"] = {r.guest_port_start(), r.guest_port_end()};
+    }
+    if (!r.host_ip().empty()) rule["host_ip"] = r.host_ip();
+    if (r.host_port_start() != 0) rule["host_port"] = r.host_port_start();
+    if (r.ignore()) rule["ignore"] = true;
+    j["port_rules"].push_back(rule);
+  }
+  j["static_forwards"] = nlohmann::json::array();
+  for (const auto& f : s.static_forwards()) {
+    j["static_forwards"].push_back({{"proto", f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp"},
+                                    {"host_ip", f.host_ip().empty() ? "127.0.0.1" : f.host_ip()},
+                                    {"host_port", f.host_port()},
+                                    {"guest_port", f.guest_port()}});
+  }
   if (m.has_created_at()) j["created_at"] = TimeUtil::ToString(m.created_at());
   if (m.has_started_at()) j["started_at"] = TimeUtil::ToString(m.started_at());
   if (m.has_guest() && !m.guest().agent_version().empty()) {
@@ -111,7 +135,66 @@ nlohmann::json EventJson(const cove::v1::Event& e) {
   if (e.kind() == cove::v1::EVENT_KIND_MACHINE_STATE_CHANGED) {
     j["previous_state"] = StateName(e.previous_state());
   }
+  if (e.has_forward()) j["forward"] = ForwardJson(e.forward());
   return j;
+}
+
+std::string ForwardStateName(cove::v1::ForwardState state) {
+  switch (state) {
+    case cove::v1::FORWARD_STATE_PENDING:
+      return "pending";
+    case cove::v1::FORWARD_STATE_LISTENING:
+      return "listening";
+    case cove::v1::FORWARD_STATE_CONFLICT:
+      return "conflict";
+    case cove::v1::FORWARD_STATE_FAILED:
+      return "failed";
+    case cove::v1::FORWARD_STATE_CLOSING:
+      return "closing";
+    case cove::v1::FORWARD_STATE_CLOSED:
+      return "closed";
+    default:
+      return "unknown";
+  }
+}
+
+namespace {
+
+std::string Endpoint(const std::string& ip, uint32_t port) {
+  const bool v6 = ip.find(':') != std::string::npos;
+  return absl::StrCat(v6 ? "[" : "", ip, v6 ? "]" : "", ":", port);
+}
+
+}  // namespace
+
+nlohmann::json ForwardJson(const cove::v1::Forward& f) {
+  nlohmann::json j = {{"proto", f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp"},
+                      {"host_ip", f.host_ip()},
+                      {"host_port", f.host_port()},
+                      {"guest_ip", f.guest_ip()},
+                      {"guest_port", f.guest_port()},
+                      {"state", ForwardStateName(f.state())},
+                      {"static", f.static_()},
+                      {"connections", f.connections()},
+                      {"retries", f.retries()}};
+  if (!f.error().empty()) j["error"] = f.error();
+  if (!f.holder().empty()) j["holder"] = f.holder();
+  return j;
+}
+
+std::string ForwardTable(const cove::v1::Machine& m) {
+  std::string out = absl::StrFormat("%-5s %-22s %-22s %-10s %5s %s\n", "PROTO", "HOST", "GUEST",
+                                    "STATE", "CONNS", "NOTE");
+  for (const auto& f : m.forwards()) {
+    std::string note = f.error();
+    if (note.empty() && f.static_()) note = "static";
+    out += absl::StrFormat("%-5s %-22s %-22s %-10s %5d %s\n",
+                           f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp",
+                           Endpoint(f.host_ip(), f.host_port()),
+                           Endpoint(f.guest_ip(), f.guest_port()), ForwardStateName(f.state()),
+                           f.connections(), note);
+  }
+  return out;
 }
 
 std::string MachineTable(const cove::v1::ListMachinesResponse& list) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "client/port_flags.h"
 #include "common/sizes.h"
 
 namespace cove::client {
@@ -19,6 +20,12 @@ void SpecFlags::Add(CLI::App& cmd) {
   cmd.add_option("--accel", accel, "auto, kvm, hvf or tcg (default auto; env COVE_ACCEL)");
   cmd.add_option("--image", image, "Image directory or cached image name");
   cmd.add_option("--runtime", runtime, "Container runtime: containerd (default) or docker");
+  cmd.add_option("--port-rule", port_rules,
+                 "Port forwarding rule, first match wins, e.g. guestPort=8080,hostPort=18080 or "
+                 "guestPortRange=3000-3999,ignore (keys: guestIP guestPort guestPortRange hostIP "
+                 "hostPort hostPortRange proto ignore)");
+  cmd.add_option("--forward", forwards,
+                 "Static forward [HOSTIP:]HOSTPORT:GUESTPORT[/udp], open whenever it runs");
   cmd.add_option("--reverse-socket", reverse_sockets,
                  "Make a host socket reachable in the guest: NAME=HOST_PATH:GUEST_PATH "
                  "(repeatable), e.g. ssh=$SSH_AUTH_SOCK:/run/host-ssh.sock");
@@ -76,6 +83,16 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
     if (!host.empty()) host = std::filesystem::absolute(host).lexically_normal().string();
     rs->set_host_path(host);
     rs->set_guest_path(r.substr(colon + 1));
+  }
+  for (const std::string& r : port_rules) {
+    auto rule = ParsePortRule(r);
+    if (!rule.ok()) return rule.status();
+    *spec.add_port_rules() = *rule;
+  }
+  for (const std::string& f : forwards) {
+    auto forward = ParseForwardSpec(f);
+    if (!forward.ok()) return forward.status();
+    *spec.add_static_forwards() = *forward;
   }
   // A path is made absolute here: coved's working directory is not ours.
   if (image.find('/') != std::string::npos) {

@@ -1,5 +1,5 @@
 // The machine flags shared by create and start: --cpus, --memory, --disk,
-// --arch, --accel, --image, --runtime, --reverse-socket.
+// --arch, --accel, --image, --runtime, --reverse-socket, --port-rule, --forward.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -16,6 +16,8 @@ struct SpecFlags {
   std::string memory, disk, arch, accel, image, runtime;
   // NAME=HOST_PATH:GUEST_PATH
   std::vector<std::string> reverse_sockets;
+  // --port-rule (client/port_flags.h) and --forward [HOSTIP:]HOSTPORT:GUESTPORT[/udp]
+  std::vector<std::string> port_rules, forwards;
 
   void Add(CLI::App& cmd);
   // Parsed sizes and enums; unset flags stay zero so coved fills defaults.

@@ -43,8 +43,9 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ImageStore images(layout);
   qemu::QemuDriver driver(loop);
   AccelResolver accel(loop, layout.cache());
+  PortRegistry ports;
   const HostResources host = HostResources::Probe(layout.home);
-  MachineEnv env{loop, driver, store, images, events, accel, AgentPath(options.exe_dir)};
+  MachineEnv env{loop, driver, store, images, events, accel, ports, AgentPath(options.exe_dir)};
   MachineManager manager(env);
   ImageBuilder builder(loop, ImageBuilder::FindScript(options.exe_dir));
   manager.LoadAll();

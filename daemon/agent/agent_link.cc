@@ -295,6 +295,9 @@ void AgentLink::OnControl(const std::string& payload) {
         callbacks_.on_service_status(msg.service_status());
       }
       break;
+    case cove::agent::v1::GuestToHost::kListeners:
+      if (ready_ && callbacks_.on_listeners) callbacks_.on_listeners(msg.listeners());
+      break;
     default:
       break;
   }

@@ -53,6 +53,8 @@ class AgentLink {
     std::function<void()> on_shutdown_ack;
     std::function<void(const cove::agent::v1::ExecExited&)> on_exec_exited;
     std::function<void(const cove::agent::v1::ServiceStatus&)> on_service_status;
+    // The guest's listening sockets changed (the whole set).
+    std::function<void(const cove::agent::v1::Listeners&)> on_listeners;
     // The agent opened a stream (an exec's stderr, a reverse forward
     // connection). Return its callbacks, or nullopt to refuse it.
     std::function<std::optional<StreamCallbacks>(uint32_t id, const cove::agent::v1::StreamOpen&)>

@@ -187,6 +187,46 @@ grpc::Status MachinesService::Get(grpc::ServerContext* ctx, const cove::v1::GetM
   return grpc::Status::OK;
 }
 
+grpc::Status MachinesService::ChangeMachine(grpc::ServerContext* ctx, const std::string& name,
+                                            std::function<absl::Status(Machine&)> change,
+                                            cove::v1::Machine* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  auto got = loop_.Call<absl::StatusOr<cove::v1::Machine>>(
+      [this, name, change = std::move(change)]() -> absl::StatusOr<cove::v1::Machine> {
+        auto m = manager_.Find(name);
+        if (!m.ok()) return m.status();
+        if (auto st = change(**m); !st.ok()) return st;
+        return (*m)->view();
+      });
+  if (!got.ok()) return ToGrpc(got.status());
+  if (!got->ok()) return ToGrpc(got->status());
+  *resp = **got;
+  return grpc::Status::OK;
+}
+
+grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
+                                     const cove::v1::UpdateMachineRequest* req,
+                                     cove::v1::Machine* resp) {
+  return ChangeMachine(
+      ctx, req->name(),
+      [rules = req->port_rules()](Machine& m) { return m.SetPortRules(rules); }, resp);
+}
+
+grpc::Status MachinesService::AddForward(grpc::ServerContext* ctx,
+                                         const cove::v1::AddForwardRequest* req,
+                                         cove::v1::Machine* resp) {
+  return ChangeMachine(
+      ctx, req->name(), [f = req->forward()](Machine& m) { return m.AddStaticForward(f); }, resp);
+}
+
+grpc::Status MachinesService::RemoveForward(grpc::ServerContext* ctx,
+                                            const cove::v1::RemoveForwardRequest* req,
+                                            cove::v1::Machine* resp) {
+  return ChangeMachine(
+      ctx, req->name(), [f = req->forward()](Machine& m) { return m.RemoveStaticForward(f); },
+      resp);
+}
+
 grpc::Status MachinesService::Watch(grpc::ServerContext* ctx, const cove::v1::WatchRequest* req,
                                     grpc::ServerWriter<cove::v1::Event>* writer) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;

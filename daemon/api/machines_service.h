@@ -39,6 +39,12 @@ class MachinesService final : public cove::v1::Machines::Service {
                       cove::v1::DeleteMachineResponse* resp) override;
   grpc::Status List(grpc::ServerContext* ctx, const cove::v1::ListMachinesRequest* req,
                     cove::v1::ListMachinesResponse* resp) override;
+  grpc::Status Update(grpc::ServerContext* ctx, const cove::v1::UpdateMachineRequest* req,
+                      cove::v1::Machine* resp) override;
+  grpc::Status AddForward(grpc::ServerContext* ctx, const cove::v1::AddForwardRequest* req,
+                          cove::v1::Machine* resp) override;
+  grpc::Status RemoveForward(grpc::ServerContext* ctx, const cove::v1::RemoveForwardRequest* req,
+                             cove::v1::Machine* resp) override;
   grpc::Status Get(grpc::ServerContext* ctx, const cove::v1::GetMachineRequest* req,
                    cove::v1::Machine* resp) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const cove::v1::WatchRequest* req,
@@ -51,6 +57,11 @@ class MachinesService final : public cove::v1::Machines::Service {
                     grpc::ServerWriter<cove::v1::LogsResponse>* writer) override;
 
  private:
+  // Runs `change` on the loop against machine `name`, then answers with the
+  // machine.
+  grpc::Status ChangeMachine(grpc::ServerContext* ctx, const std::string& name,
+                             std::function<absl::Status(Machine&)> change,
+                             cove::v1::Machine* resp);
   // Validates, verifies the image (off the loop: it hashes files), creates.
   absl::StatusOr<cove::v1::Machine> DoCreate(const std::string& name,
                                              const cove::v1::MachineSpec& spec);

@@ -61,6 +61,50 @@ absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
   return absl::OkStatus();
 }
 
+absl::Status Machine::SetPortRules(
+    const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules) {
+  cove::v1::MachineSpec spec = record_.spec();
+  *spec.mutable_port_rules() = rules;
+  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
+  *record_.mutable_spec() = std::move(spec);
+  Persist();
+  if (ports_) ports_->SetSpec(record_.spec());
+  return absl::OkStatus();
+}
+
+absl::Status Machine::AddStaticForward(const cove::v1::StaticForward& forward) {
+  cove::v1::MachineSpec spec = record_.spec();
+  *spec.add_static_forwards() = forward;
+  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
+  *record_.mutable_spec() = std::move(spec);
+  Persist();
+  if (ports_) ports_->SetSpec(record_.spec());
+  return absl::OkStatus();
+}
+
+absl::Status Machine::RemoveStaticForward(const cove::v1::StaticForward& forward) {
+  auto* list = record_.mutable_spec()->mutable_static_forwards();
+  const std::string want_ip = forward.host_ip().empty() ? "127.0.0.1" : forward.host_ip();
+  const auto before = list->size();
+  for (int i = list->size() - 1; i >= 0; i--) {
+    const auto& f = list->Get(i);
+    const std::string ip = f.host_ip().empty() ? "127.0.0.1" : f.host_ip();
+    if (f.proto() == forward.proto() && f.host_port() == forward.host_port() &&
+        CanonicalIp(ip) == CanonicalIp(want_ip)) {
+      list->DeleteSubrange(i, 1);
+    }
+  }
+  if (list->size() == before) {
+    return absl::NotFoundError(absl::StrCat("machine '", name(), "' has no static forward for ",
+                                            ProtoName(forward.proto()), " ", want_ip, ":",
+                                            forward.host_port(), "; see `cove ports ", name(),
+                                            "`"));
+  }
+  Persist();
+  if (ports_) ports_->SetSpec(record_.spec());
+  return absl::OkStatus();
+}
+
 std::string Machine::RuntimeService() const { return WantedServices().back(); }
 
 bool Machine::busy() const {
@@ -232,6 +276,7 @@ void Machine::Boot(cove::v1::Accel accel) {
 }
 
 void Machine::StartAgentLink() {
+  listeners_.Clear();  // this boot's guest has said nothing yet
   agent_ = std::make_unique<AgentLink>(
       env_.loop, name(), record_.paths().agent_socket(),
       AgentLink::Callbacks{
@@ -262,6 +307,11 @@ void Machine::StartAgentLink() {
               },
           .on_service_status =
               [this](const cove::agent::v1::ServiceStatus& status) { OnServiceStatus(status); },
+          .on_listeners =
+              [this](const cove::agent::v1::Listeners& listeners) {
+                listeners_ = listeners;
+                if (ports_) ports_->OnListeners(listeners);
+              },
           .on_guest_open =
               [this](uint32_t id, const cove::agent::v1::StreamOpen& what) {
                 return OnGuestOpen(id, what);
@@ -293,6 +343,7 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   *event.mutable_machine() = record_;
   env_.events.Publish(std::move(event));
   for (auto& f : socket_forwards_) f->OnLinkReady();
+  if (ports_) ports_->OnLinkReady();
   if (state() == cove::v1::MACHINE_STATE_STARTING && start_progress_) {
     start_progress_(cove::v1::START_PHASE_STARTING_RUNTIME,
                     absl::StrCat("guest agent up after ", NowMs() - launch_ms_, " ms; waiting for ",
@@ -366,11 +417,60 @@ void Machine::OpenSocketForwards() {
     *w.field = fwd->host_path();
     socket_forwards_.push_back(std::move(fwd));
   }
+  ports_ = std::make_unique<PortForwarder>(
+      PortForward::Env{env_.loop, name(), env_.ports, [this]() { return agent_.get(); }},
+      [this](const cove::v1::Forward& f) { OnForwardChange(f); });
+  ports_->SetSpec(record_.spec());
+  ports_->OnListeners(listeners_);
 }
 
 void Machine::CloseSocketForwards() {
   socket_forwards_.clear();
   record_.clear_sockets();
+  if (ports_) {
+    ports_->CloseAll();
+    ports_.reset();
+  }
+  record_.clear_forwards();
+}
+
+cove::v1::Machine Machine::view() const {
+  cove::v1::Machine out = record_;
+  if (ports_) {
+    out.clear_forwards();
+    for (auto& f : ports_->List()) *out.add_forwards() = std::move(f);
+  }
+  return out;
+}
+
+void Machine::OnForwardChange(const cove::v1::Forward& forward) {
+  record_.clear_forwards();
+  if (ports_) {
+    for (auto& f : ports_->List()) *record_.add_forwards() = std::move(f);
+  }
+  static constexpr const char* kStates[] = {"unknown", "pending", "listening", "conflict",
+                                            "failed",  "closing", "closed"};
+  const int s = forward.state();
+  ForwardKey key{forward.proto(), forward.host_ip(), static_cast<uint16_t>(forward.host_port())};
+  const bool v6 = forward.guest_ip().find(':') != std::string::npos;
+  const std::string message =
+      absl::StrCat(Describe(key), " -> guest ", v6 ? "[" : "", forward.guest_ip(), v6 ? "]" : "",
+                   ":", forward.guest_port(), " ",
+                   s >= 0 && s <= 6 ? kStates[s] : "unknown",
+                   forward.error().empty() ? "" : ": ", forward.error());
+  if (forward.state() == cove::v1::FORWARD_STATE_CONFLICT ||
+      forward.state() == cove::v1::FORWARD_STATE_FAILED) {
+    spdlog::warn("{}: {}", name(), message);
+  } else {
+    spdlog::info("{}: {}", name(), message);
+  }
+  cove::v1::Event event;
+  event.set_kind(cove::v1::EVENT_KIND_FORWARD_CHANGED);
+  event.set_machine_name(name());
+  *event.mutable_machine() = record_;
+  *event.mutable_forward() = forward;
+  event.set_message(message);
+  env_.events.Publish(std::move(event));
 }
 
 std::optional<StreamCallbacks> Machine::OnGuestOpen(uint32_t id,

@@ -22,6 +22,7 @@
 #include "cove/v1/machines.pb.h"
 #include "daemon/agent/agent_link.h"
 #include "daemon/driver/driver.h"
+#include "daemon/forward/port_forward.h"
 #include "daemon/forward/socket_forward.h"
 #include "daemon/image/image_store.h"
 #include "daemon/loop/event_loop.h"
@@ -40,6 +41,8 @@ struct MachineEnv {
   ImageStore& images;
   EventBus& events;
   AccelResolver& accel;
+  // Host ports held by every machine's forwards.
+  PortRegistry& ports;
   // cove-agent built for the host's architecture. A guest of another
   // architecture needs `<agent_path>-<arch>` (e.g. cove-agent-aarch64).
   std::string agent_path;
@@ -58,7 +61,8 @@ class Machine {
   Machine(MachineEnv& env, cove::v1::Machine record);
   ~Machine();
 
-  const cove::v1::Machine& view() const { return record_; }
+  // The machine as clients see it, with live forward connection counts.
+  cove::v1::Machine view() const;
   const std::string& name() const { return record_.name(); }
   cove::v1::MachineState state() const { return record_.state(); }
   bool busy() const;
@@ -67,6 +71,11 @@ class Machine {
   // Switches the container runtime (both are in every image) of a machine
   // that is not running.
   absl::Status SetRuntime(cove::v1::Runtime runtime);
+  // Replaces the port rules, or adds or removes a static forward; a running
+  // machine re-decides its forwards at once. Checked input only (spec.h).
+  absl::Status SetPortRules(const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules);
+  absl::Status AddStaticForward(const cove::v1::StaticForward& forward);
+  absl::Status RemoveStaticForward(const cove::v1::StaticForward& forward);
   void Stop(bool force, uint32_t timeout_s, Progress progress, Done done);
   // At coved startup: re-attach to a hypervisor an earlier coved started.
   void Adopt();
@@ -93,8 +102,10 @@ class Machine {
   // The service whose readiness means "running".
   std::string RuntimeService() const;
   // Host sockets for the runtime; opened when running, closed when not.
+  // Socket and port forwards exist while the machine runs.
   void OpenSocketForwards();
   void CloseSocketForwards();
+  void OnForwardChange(const cove::v1::Forward& forward);
   void ReapExecs();
   void OnVmExit(const VmExit& exit);
   void FailStart(const std::string& why);
@@ -108,6 +119,9 @@ class Machine {
   std::unique_ptr<VmInstance> vm_;
   std::unique_ptr<AgentLink> agent_;
   std::vector<std::unique_ptr<SocketForward>> socket_forwards_;
+  std::unique_ptr<PortForwarder> ports_;
+  // The agent's last listener set of this boot, kept for when ports_ opens.
+  cove::agent::v1::Listeners listeners_;
   std::map<uint32_t, std::shared_ptr<ExecSession>> execs_;  // by stdout stream id
   // Host connections made through reverse forwards.
   std::vector<std::unique_ptr<StreamConn>> reverse_conns_;

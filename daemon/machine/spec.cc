@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "common/sizes.h"
+#include "daemon/forward/port_rules.h"
 #include "daemon/image/image_store.h"
 
 namespace cove::daemon {
@@ -100,6 +101,7 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
     return absl::InvalidArgumentError("unknown runtime; use containerd or docker");
   }
   if (auto st = CheckReverseSockets(spec); !st.ok()) return st;
+  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
   return spec;
 }
 

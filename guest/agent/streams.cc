@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -190,6 +191,11 @@ void StreamTable::Connect(uint32_t id, int domain, const void* addr, size_t addr
       return;
     }
     connecting = true;
+  }
+  if (domain != AF_UNIX) {
+    // Forwarded requests and answers, not bulk: no Nagle delay.
+    const int one = 1;
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   relays_[id] = std::make_unique<Relay>(mux_, id, Relay::Kind::kSocket, std::move(fd), UniqueFd(),
                                         connecting);

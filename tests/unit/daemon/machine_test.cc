@@ -66,6 +66,7 @@ struct Fixture {
   ImageStore images{layout};
   FakeDriver driver;
   AccelResolver accel{loop, tmp.path()};
+  PortRegistry ports;
   std::unique_ptr<MachineEnv> env;
   std::unique_ptr<MachineManager> manager;
   std::string image_dir;
@@ -75,7 +76,7 @@ struct Fixture {
     image_dir = cove::testing::MakeFakeImage(tmp.path() + "/image");
     cove::testing::WriteText(tmp.path() + "/agent", "agent");
     env = std::make_unique<MachineEnv>(
-        MachineEnv{loop, driver, store, images, events, accel, tmp.path() + "/agent"});
+        MachineEnv{loop, driver, store, images, events, accel, ports, tmp.path() + "/agent"});
     manager = std::make_unique<MachineManager>(*env);
   }
   Machine* Create(const std::string& name) {

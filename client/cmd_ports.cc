@@ -1,0 +1,142 @@
+// cove ports, cove forward add|rm, cove set: a machine's port forwards.
+#include <iostream>
+
+#include "client/commands.h"
+#include "client/output.h"
+#include "client/port_flags.h"
+
+namespace cove::client {
+namespace {
+
+// Prints the machine's forwards after a change: what the user now has.
+void PrintForwards(Context& ctx, const cove::v1::Machine& m) {
+  if (ctx.json) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& f : m.forwards()) list.push_back(ForwardJson(f));
+    std::cout << list.dump() << "\n";
+    return;
+  }
+  if (m.state() != cove::v1::MACHINE_STATE_RUNNING) {
+    std::cout << m.name() << " is " << StateName(m.state())
+              << "; its forwards open when it runs\n";
+    return;
+  }
+  std::cout << ForwardTable(m);
+}
+
+}  // namespace
+
+void RegisterPorts(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* cmd = app.add_subcommand("ports", "List a machine's port forwards and their states");
+  auto name = std::make_shared<std::string>("default");
+  cmd->add_option("name", *name, "Machine name (default: default)");
+  cmd->add_flag("--json", ctx.json, "A JSON array");
+  cmd->callback([&ctx, &exit_code, name]() {
+    cove::v1::GetMachineRequest req;
+    req.set_name(*name);
+    cove::v1::Machine m;
+    grpc::ClientContext call;
+    if (grpc::Status st = ctx.machines().Get(&call, req, &m); !st.ok()) {
+      exit_code = Context::Fail(st);
+      return;
+    }
+    PrintForwards(ctx, m);
+  });
+}
+
+void RegisterForward(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* cmd = app.add_subcommand("forward", "Add or remove static port forwards");
+  cmd->require_subcommand(1);
+  auto name = std::make_shared<std::string>();
+  auto spec = std::make_shared<std::string>();
+
+  auto* add = cmd->add_subcommand(
+      "add", "Forward a host port to a guest port whenever the machine runs");
+  add->add_option("name", *name, "Machine name")->required();
+  add->add_option("forward", *spec, "[HOSTIP:]HOSTPORT:GUESTPORT[/udp], e.g. 8080:80")->required();
+  add->add_flag("--json", ctx.json, "Print the forwards as JSON");
+  add->callback([&ctx, &exit_code, name, spec]() {
+    auto f = ParseForwardSpec(*spec);
+    if (!f.ok()) {
+      exit_code = Context::Fail(f.status());
+      return;
+    }
+    cove::v1::AddForwardRequest req;
+    req.set_name(*name);
+    *req.mutable_forward() = *f;
+    cove::v1::Machine m;
+    grpc::ClientContext call;
+    if (grpc::Status st = ctx.machines().AddForward(&call, req, &m); !st.ok()) {
+      exit_code = Context::Fail(st);
+      return;
+    }
+    PrintForwards(ctx, m);
+  });
+
+  auto* rm = cmd->add_subcommand("rm", "Remove a static forward");
+  rm->alias("remove");
+  rm->add_option("name", *name, "Machine name")->required();
+  rm->add_option("forward", *spec, "[HOSTIP:]HOSTPORT[/udp], as `cove ports` lists it")
+      ->required();
+  rm->add_flag("--json", ctx.json, "Print the forwards as JSON");
+  rm->callback([&ctx, &exit_code, name, spec]() {
+    auto f = ParseForwardHostEnd(*spec);
+    if (!f.ok()) {
+      exit_code = Context::Fail(f.status());
+      return;
+    }
+    cove::v1::RemoveForwardRequest req;
+    req.set_name(*name);
+    *req.mutable_forward() = *f;
+    cove::v1::Machine m;
+    grpc::ClientContext call;
+    if (grpc::Status st = ctx.machines().RemoveForward(&call, req, &m); !st.ok()) {
+      exit_code = Context::Fail(st);
+      return;
+    }
+    PrintForwards(ctx, m);
+  });
+}
+
+void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* cmd = app.add_subcommand("set", "Change a machine's settings (port rules for now)");
+  auto name = std::make_shared<std::string>();
+  auto rules = std::make_shared<std::vector<std::string>>();
+  auto clear = std::make_shared<bool>(false);
+  cmd->add_option("name", *name, "Machine name")->required();
+  cmd->add_option("--port-rule", *rules,
+                  "Port rule, repeatable, replacing all rules (see `cove create --help`)");
+  cmd->add_flag("--clear-port-rules", *clear, "Remove every port rule");
+  cmd->callback([&ctx, &exit_code, name, rules, clear]() {
+    if (rules->empty() && !*clear) {
+      exit_code = Context::Fail(absl::InvalidArgumentError(
+          "nothing to set: give --port-rule RULE (repeatable) or --clear-port-rules"));
+      return;
+    }
+    if (!rules->empty() && *clear) {
+      exit_code = Context::Fail(absl::InvalidArgumentError(
+          "--port-rule and --clear-port-rules contradict each other; give one"));
+      return;
+    }
+    cove::v1::UpdateMachineRequest req;
+    req.set_name(*name);
+    for (const std::string& r : *rules) {
+      auto rule = ParsePortRule(r);
+      if (!rule.ok()) {
+        exit_code = Context::Fail(rule.status());
+        return;
+      }
+      *req.add_port_rules() = *rule;
+    }
+    cove::v1::Machine m;
+    grpc::ClientContext call;
+    if (grpc::Status st = ctx.machines().Update(&call, req, &m); !st.ok()) {
+      exit_code = Context::Fail(st);
+      return;
+    }
+    std::cout << m.name() << ": " << m.spec().port_rules_size() << " port rule"
+              << (m.spec().port_rules_size() == 1 ? "" : "s") << "\n";
+  });
+}
+
+}  // namespace cove::client

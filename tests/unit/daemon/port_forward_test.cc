@@ -1,0 +1,163 @@
+// PortForward and PortForwarder on a real libuv loop with real host ports.
+// No agent link: connections are accepted and wait for one.
+#include "daemon/forward/port_forward.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+
+namespace cove::daemon {
+namespace {
+
+// A port that was free a moment ago.
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int ListenOn(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 4) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool RunUntil(EventLoop& loop, const std::function<bool()>& done, int timeout_ms = 5000) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    uv_run(loop.uv(), UV_RUN_NOWAIT);
+    usleep(2000);
+  }
+  return true;
+}
+
+struct Machine {
+  std::map<uint16_t, cove::v1::Forward> last;  // by host port
+  std::vector<cove::v1::ForwardState> history;
+  std::unique_ptr<PortForwarder> ports;
+
+  Machine(EventLoop& loop, PortRegistry& registry, const std::string& name) {
+    ports = std::make_unique<PortForwarder>(
+        PortForward::Env{loop, name, registry, []() -> AgentLink* { return nullptr; }},
+        [this](const cove::v1::Forward& f) {
+          last[static_cast<uint16_t>(f.host_port())] = f;
+          history.push_back(f.state());
+        });
+  }
+  cove::v1::ForwardState State(uint16_t port) {
+    return last.count(port) ? last[port].state() : cove::v1::FORWARD_STATE_UNSPECIFIED;
+  }
+};
+
+cove::v1::MachineSpec StaticSpec(uint16_t host_port, const std::string& host_ip = "") {
+  cove::v1::MachineSpec spec;
+  auto* f = spec.add_static_forwards();
+  f->set_proto(cove::v1::PROTO_TCP);
+  f->set_host_ip(host_ip);
+  f->set_host_port(host_port);
+  f->set_guest_port(80);
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE("a host port held by another machine is a conflict naming it, until it frees",
+          "[ports]") {
+  EventLoop loop;
+  PortRegistry registry;
+  const uint16_t port = FreePort();
+  Machine a(loop, registry, "alpha"), b(loop, registry, "beta");
+  a.ports->SetSpec(StaticSpec(port));
+  REQUIRE(a.State(port) == cove::v1::FORWARD_STATE_LISTENING);
+  b.ports->SetSpec(StaticSpec(port));
+  REQUIRE(b.State(port) == cove::v1::FORWARD_STATE_CONFLICT);
+  CHECK(b.last[port].holder() == "alpha");
+  CHECK_THAT(b.last[port].error(), Catch::Contains("cove machine 'alpha'"));
+
+  a.ports->CloseAll();
+  CHECK(a.State(port) == cove::v1::FORWARD_STATE_CLOSED);
+  REQUIRE(RunUntil(loop, [&] { return b.State(port) == cove::v1::FORWARD_STATE_LISTENING; }));
+  CHECK(b.last[port].retries() >= 1);
+  b.ports->CloseAll();
+  uv_run(loop.uv(), UV_RUN_NOWAIT);
+}
+
+TEST_CASE("a port taken by another program is retried and comes up once free", "[ports]") {
+  EventLoop loop;
+  PortRegistry registry;
+  const uint16_t port = FreePort();
+  const int holder = ListenOn(port);
+  REQUIRE(holder >= 0);
+  Machine m(loop, registry, "m");
+  m.ports->SetSpec(StaticSpec(port));
+  REQUIRE(m.State(port) == cove::v1::FORWARD_STATE_CONFLICT);
+  CHECK(m.last[port].holder().empty());
+  CHECK_THAT(m.last[port].error(), Catch::Contains("another program"));
+  close(holder);
+  REQUIRE(RunUntil(loop, [&] { return m.State(port) == cove::v1::FORWARD_STATE_LISTENING; }));
+  m.ports->CloseAll();
+  uv_run(loop.uv(), UV_RUN_NOWAIT);
+}
+
+TEST_CASE("a guest listener going away closes its forward and frees the host port",
+          "[ports]") {
+  EventLoop loop;
+  PortRegistry registry;
+  const uint16_t port = FreePort();
+  Machine m(loop, registry, "m");
+  m.ports->SetSpec({});
+  cove::agent::v1::Listeners set;
+  auto* l = set.add_listeners();
+  l->set_proto(cove::agent::v1::PROTO_TCP);
+  l->set_address("0.0.0.0");
+  l->set_port(port);
+  m.ports->OnListeners(set);
+  REQUIRE(m.State(port) == cove::v1::FORWARD_STATE_LISTENING);
+  REQUIRE(m.ports->List().size() == 1);
+  const int taken = ListenOn(port);
+  CHECK(taken < 0);  // the forward holds it
+
+  m.ports->OnListeners(cove::agent::v1::Listeners());
+  CHECK(m.State(port) == cove::v1::FORWARD_STATE_CLOSED);
+  CHECK(m.history == std::vector<cove::v1::ForwardState>{cove::v1::FORWARD_STATE_LISTENING,
+                                                         cove::v1::FORWARD_STATE_CLOSING,
+                                                         cove::v1::FORWARD_STATE_CLOSED});
+  RunUntil(loop, [&] { return m.ports->List().empty(); });
+  CHECK(m.ports->List().empty());
+  const int free_again = ListenOn(port);
+  CHECK(free_again >= 0);
+  close(free_again);
+}
+
+TEST_CASE("an address this host does not have fails with the reason, not retried",
+          "[ports]") {
+  EventLoop loop;
+  PortRegistry registry;
+  Machine m(loop, registry, "m");
+  const uint16_t port = FreePort();
+  m.ports->SetSpec(StaticSpec(port, "192.0.2.1"));  // TEST-NET-1: never local
+  REQUIRE(m.State(port) == cove::v1::FORWARD_STATE_FAILED);
+  CHECK_THAT(m.last[port].error(), Catch::Contains("no address 192.0.2.1"));
+  m.ports->CloseAll();
+}
+
+}  // namespace cove::daemon
