@@ -21,7 +21,9 @@ packages=(
   # tests: tools, and clang with its libFuzzer runtime for tests/fuzz
   jq cpio procps util-linux clang libclang-rt-dev
   # tests: a terminal multiplexer for `cove shell`, socat as the benchmark peer
-  tmux socat
+  # and UDP client, curl and ss (iproute2) for the port forwarding tests,
+  # iperf3 for the forwarding benchmark
+  tmux socat curl iproute2 iperf3
 )
 
 missing=()
