@@ -38,7 +38,7 @@ class StreamMux {
   static constexpr uint32_t kWindow = 1024 * 1024;
   // Bytes a stream may hold queued for sending; Write() refuses beyond.
   static constexpr size_t kMaxBuffered = 2 * 1024 * 1024;
-  static constexpr size_t kMaxStreams = 1024;
+  static constexpr size_t kMaxStreams = 4096;
   // Largest DATA frame payload; smaller than the frame limit so control
   // frames are never stuck behind a long run of data.
   static constexpr size_t kMaxChunk = 128 * 1024;

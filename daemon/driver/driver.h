@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +37,10 @@ struct LaunchSpec {
   std::string agent_socket;
   std::string pid_file;
   std::string hypervisor_log;  // the hypervisor's own stdout and stderr
+  // QEMU user-net host forwards ("tcp:127.0.0.1:25201-:5201"), for the
+  // benchmarks that compare cove's forwards with QEMU's own on the same VM
+  // (COVE_BENCH_HOSTFWD, see bench/ports.sh). Empty in normal use.
+  std::vector<std::string> user_net_hostfwds;
 };
 
 // How a hypervisor process ended.

@@ -243,6 +243,10 @@ LaunchSpec Machine::MakeLaunchSpec(cove::v1::Accel accel) const {
       image.ok() ? image->kernel_cmdline : "console=ttyS0 root=/dev/vda rw quiet";
   if (image.ok()) spec.kernel = image->kernel;
   spec.cmdline = absl::StrCat(base, " cove.hostname=", name());
+  // Benchmarks only (bench/ports.sh): QEMU's own forwards as the peer.
+  if (const char* fwds = std::getenv("COVE_BENCH_HOSTFWD"); fwds != nullptr && *fwds != '\0') {
+    spec.user_net_hostfwds = absl::StrSplit(fwds, ' ', absl::SkipEmpty());
+  }
   return spec;
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -56,11 +57,29 @@ std::vector<char*> CStringArray(std::vector<std::string>& strings) {
   return out;
 }
 
+namespace {
+rlim_t g_child_nofile = 0;  // the soft open-files limit the agent started with
+}  // namespace
+
+void RaiseOpenFilesLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  g_child_nofile = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);
+}
+
 void ResetSignalsInChild() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   signal(SIGPIPE, SIG_DFL);
+  if (g_child_nofile != 0) {
+    rlimit lim{};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = g_child_nofile;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
 }
 
 void ResizePty(int pty_fd, unsigned rows, unsigned cols) {

@@ -45,8 +45,13 @@ std::vector<char*> CStringArray(std::vector<std::string>& strings);
 
 // In a forked child, before exec: the agent blocks SIGTERM, SIGINT and
 // SIGCHLD (they arrive through signalfds) and ignores SIGPIPE; a new program
-// must start with neither. Async-signal-safe.
+// must start with neither. It also gets back the open-files limit the agent
+// started with (see RaiseOpenFilesLimit). Async-signal-safe.
 void ResetSignalsInChild();
+
+// At agent start: the soft open-files limit up to the hard one, since every
+// forwarded connection is a socket in the agent (1000 at once must work).
+void RaiseOpenFilesLimit();
 
 // Forks and execs. Returns after the child exec'd or failed to: a failure to
 // exec is reported in `error`, not as a process that exits 127. All returned

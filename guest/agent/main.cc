@@ -9,6 +9,7 @@
 
 #include "guest/agent/agent.h"
 #include "guest/agent/control.h"
+#include "guest/agent/exec.h"
 #include "guest/agent/flags.h"
 #include "guest/agent/log.h"
 #include "guest/agent/port.h"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
 
   // A write to a channel the host closed must fail with EPIPE, not kill us.
   signal(SIGPIPE, SIG_IGN);
+  cove::agent::RaiseOpenFilesLimit();
   // SIGTERM and SIGINT arrive through a signalfd that the loop polls, so a
   // stop is handled between poll rounds, never inside one. Child processes
   // unblock these again (they do, in exec.cc and services.cc).

@@ -57,7 +57,11 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   add({"-drive", absl::StrCat("file=", EscapeOptionValue(spec.disk),
                               ",if=none,id=root,format=qcow2,discard=unmap,cache=writeback")});
   add({"-device", "virtio-blk-pci,drive=root"});
-  add({"-netdev", "user,id=net0"});
+  std::string netdev = "user,id=net0";
+  for (const std::string& fwd : spec.user_net_hostfwds) {
+    netdev += ",hostfwd=" + EscapeOptionValue(fwd);
+  }
+  add({"-netdev", netdev});
   add({"-device", "virtio-net-pci,netdev=net0"});
   add({"-device", "virtio-rng-pci"});
 

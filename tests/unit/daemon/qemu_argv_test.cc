@@ -73,3 +73,11 @@ TEST_CASE("commas in paths are escaped for qemu options", "[qemu]") {
   auto argv = qemu::BuildQemuArgv("qemu", s);
   CHECK(After(argv, "-drive").find("file=/home/a,,b/disk.qcow2,if=none") == 0);
 }
+
+TEST_CASE("user-net host forwards (benchmarks only) join the netdev", "[qemu]") {
+  LaunchSpec s = Spec();
+  CHECK(After(qemu::BuildQemuArgv("q", s), "-netdev") == "user,id=net0");
+  s.user_net_hostfwds = {"tcp:127.0.0.1:25201-:5201", "udp::25353-:53"};
+  CHECK(After(qemu::BuildQemuArgv("q", s), "-netdev") ==
+        "user,id=net0,hostfwd=tcp:127.0.0.1:25201-:5201,hostfwd=udp::25353-:53");
+}
