@@ -17,8 +17,7 @@ void PrintForwards(Context& ctx, const cove::v1::Machine& m) {
     return;
   }
   if (m.state() != cove::v1::MACHINE_STATE_RUNNING) {
-    std::cout << m.name() << " is " << StateName(m.state())
-              << "; its forwards open when it runs\n";
+    std::cout << m.name() << " is " << StateName(m.state()) << "; its forwards open when it runs\n";
     return;
   }
   std::cout << ForwardTable(m);
@@ -50,8 +49,8 @@ void RegisterForward(CLI::App& app, Context& ctx, int& exit_code) {
   auto name = std::make_shared<std::string>();
   auto spec = std::make_shared<std::string>();
 
-  auto* add = cmd->add_subcommand(
-      "add", "Forward a host port to a guest port whenever the machine runs");
+  auto* add =
+      cmd->add_subcommand("add", "Forward a host port to a guest port whenever the machine runs");
   add->add_option("name", *name, "Machine name")->required();
   add->add_option("forward", *spec, "[HOSTIP:]HOSTPORT:GUESTPORT[/udp], e.g. 8080:80")->required();
   add->add_flag("--json", ctx.json, "Print the forwards as JSON");
@@ -76,8 +75,7 @@ void RegisterForward(CLI::App& app, Context& ctx, int& exit_code) {
   auto* rm = cmd->add_subcommand("rm", "Remove a static forward");
   rm->alias("remove");
   rm->add_option("name", *name, "Machine name")->required();
-  rm->add_option("forward", *spec, "[HOSTIP:]HOSTPORT[/udp], as `cove ports` lists it")
-      ->required();
+  rm->add_option("forward", *spec, "[HOSTIP:]HOSTPORT[/udp], as `cove ports` lists it")->required();
   rm->add_flag("--json", ctx.json, "Print the forwards as JSON");
   rm->callback([&ctx, &exit_code, name, spec]() {
     auto f = ParseForwardHostEnd(*spec);

@@ -80,7 +80,7 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
   for (const auto& r : s.port_rules()) {
     nlohmann::json rule = {{"proto", r.proto() == cove::v1::PROTO_TCP   ? "tcp"
                                      : r.proto() == cove::v1::PROTO_UDP ? "udp"
-                                                                         : "any"}};
+                                                                        : "any"}};
     if (!r.guest_ip().empty()) rule["guest_ip"] = r.guest_ip();
     if (r.guest_port_start() != 0) {
       rule["guest_port_range"] = {r.guest_port_start(), r.guest_port_end()};
@@ -188,11 +188,10 @@ std::string ForwardTable(const cove::v1::Machine& m) {
   for (const auto& f : m.forwards()) {
     std::string note = f.error();
     if (note.empty() && f.static_()) note = "static";
-    out += absl::StrFormat("%-5s %-22s %-22s %-10s %5d %s\n",
-                           f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp",
-                           Endpoint(f.host_ip(), f.host_port()),
-                           Endpoint(f.guest_ip(), f.guest_port()), ForwardStateName(f.state()),
-                           f.connections(), note);
+    out += absl::StrFormat(
+        "%-5s %-22s %-22s %-10s %5d %s\n", f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp",
+        Endpoint(f.host_ip(), f.host_port()), Endpoint(f.guest_ip(), f.guest_port()),
+        ForwardStateName(f.state()), f.connections(), note);
   }
   return out;
 }

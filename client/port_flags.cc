@@ -15,8 +15,7 @@ namespace {
 absl::StatusOr<uint32_t> Port(const std::string& text, const std::string& what) {
   uint32_t port = 0;
   if (!absl::SimpleAtoi(text, &port) || port == 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " '", text, "' is not a port (1-65535)"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", text, "' is not a port (1-65535)"));
   }
   return port;
 }
@@ -77,7 +76,8 @@ absl::StatusOr<cove::v1::PortRule> ParsePortRule(const std::string& text) {
   cove::v1::PortRule rule;
   std::pair<uint32_t, uint32_t> host_range{0, 0};
   bool any = false;
-  for (const std::string& item : std::vector<std::string>(absl::StrSplit(text, ',', absl::SkipEmpty()))) {
+  for (const std::string& item :
+       std::vector<std::string>(absl::StrSplit(text, ',', absl::SkipEmpty()))) {
     any = true;
     const size_t eq = item.find('=');
     const std::string key = absl::AsciiStrToLower(absl::StripAsciiWhitespace(item.substr(0, eq)));
@@ -123,8 +123,8 @@ absl::StatusOr<cove::v1::PortRule> ParsePortRule(const std::string& text) {
   if (!any) return absl::InvalidArgumentError(usage);
   if (host_range.first != 0) {
     if (rule.guest_port_start() == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--port-rule \"", text, "\": hostPort needs guestPort or guestPortRange"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--port-rule \"", text, "\": hostPort needs guestPort or guestPortRange"));
     }
     const uint32_t guest_len = rule.guest_port_end() - rule.guest_port_start();
     if (host_range.second - host_range.first != guest_len) {
@@ -146,7 +146,8 @@ absl::StatusOr<cove::v1::StaticForward> ParseForwardSpec(const std::string& text
   f.set_proto(cove::v1::PROTO_TCP);
   if (const size_t slash = body.rfind('/'); slash != std::string::npos) {
     auto p = ProtoOf(body.substr(slash + 1), false);
-    if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(usage, " (", p.status().message(), ")"));
+    if (!p.ok())
+      return absl::InvalidArgumentError(absl::StrCat(usage, " (", p.status().message(), ")"));
     f.set_proto(*p);
     body = body.substr(0, slash);
   }

@@ -208,8 +208,8 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
                                      const cove::v1::UpdateMachineRequest* req,
                                      cove::v1::Machine* resp) {
   return ChangeMachine(
-      ctx, req->name(),
-      [rules = req->port_rules()](Machine& m) { return m.SetPortRules(rules); }, resp);
+      ctx, req->name(), [rules = req->port_rules()](Machine& m) { return m.SetPortRules(rules); },
+      resp);
 }
 
 grpc::Status MachinesService::AddForward(grpc::ServerContext* ctx,

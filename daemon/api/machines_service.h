@@ -60,8 +60,7 @@ class MachinesService final : public cove::v1::Machines::Service {
   // Runs `change` on the loop against machine `name`, then answers with the
   // machine.
   grpc::Status ChangeMachine(grpc::ServerContext* ctx, const std::string& name,
-                             std::function<absl::Status(Machine&)> change,
-                             cove::v1::Machine* resp);
+                             std::function<absl::Status(Machine&)> change, cove::v1::Machine* resp);
   // Validates, verifies the image (off the loop: it hashes files), creates.
   absl::StatusOr<cove::v1::Machine> DoCreate(const std::string& name,
                                              const cove::v1::MachineSpec& spec);

@@ -107,9 +107,8 @@ cove::v1::Forward PortForward::Info() const {
   f.set_error(error_);
   f.set_holder(holder_);
   f.set_static_(target_.is_static);
-  f.set_connections(
-      static_cast<uint32_t>(key_.proto == cove::v1::PROTO_UDP ? sessions_.size()
-                                                             : (conns_ ? conns_->size() : 0)));
+  f.set_connections(static_cast<uint32_t>(
+      key_.proto == cove::v1::PROTO_UDP ? sessions_.size() : (conns_ ? conns_->size() : 0)));
   f.set_retries(retries_);
   return f;
 }
@@ -159,11 +158,11 @@ void PortForward::TryBind() {
     net->set_address(target_.guest_ip);
     net->set_port(target_.guest_port);
     std::weak_ptr<bool> alive = alive_;
-    conns_ = std::make_unique<ConnSet>(
-        env_.loop, absl::StrCat(env_.machine, ": ", Describe(key_)), std::move(open), env_.link,
-        kMaxConnections, [this, alive]() {
-          if (!alive.expired()) MaybeClosed();
-        });
+    conns_ =
+        std::make_unique<ConnSet>(env_.loop, absl::StrCat(env_.machine, ": ", Describe(key_)),
+                                  std::move(open), env_.link, kMaxConnections, [this, alive]() {
+                                    if (!alive.expired()) MaybeClosed();
+                                  });
   }
   env_.registry.Claim(key_, env_.machine);
   claimed_ = true;
@@ -253,12 +252,12 @@ void PortForward::OnBindError(int rc) {
   if (rc == UV_EADDRINUSE) {
     retries_++;
     holder_ = env_.registry.HolderOf(key_.proto, key_.host_port, env_.machine);
-    std::string why =
-        holder_.empty()
-            ? absl::StrCat("host port ", port, " is in use by another program; cove binds it as "
-                           "soon as it is free")
-            : absl::StrCat("host port ", port, " is held by cove machine '", holder_,
-                           "'; cove binds it as soon as that forward closes");
+    std::string why = holder_.empty()
+                          ? absl::StrCat("host port ", port,
+                                         " is in use by another program; cove binds it as "
+                                         "soon as it is free")
+                          : absl::StrCat("host port ", port, " is held by cove machine '", holder_,
+                                         "'; cove binds it as soon as that forward closes");
     SetState(cove::v1::FORWARD_STATE_CONFLICT, std::move(why));
     retry_timer_.Start(retry_ms_, [this]() { TryBind(); });
     retry_ms_ = std::min(retry_ms_ * 2, kMaxRetryMs);
@@ -301,8 +300,7 @@ void PortForward::OnLinkReady() {
   if (conns_) conns_->OnLinkReady();
 }
 
-void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char* data,
-                             size_t n) {
+void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char* data, size_t n) {
   AgentLink* link = env_.link();
   if (link == nullptr || !link->ready()) return;  // no session: dropped, as UDP may
   const std::string peer = PeerKey(from);
@@ -350,7 +348,8 @@ void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char
     if (session->id == 0) return;
     it = sessions_.emplace(peer, std::move(session)).first;
     if (sessions_.size() == 1) {
-      idle_timer_.Start(kUdpIdleMs / 4, [this]() { ExpireSessions(); }, kUdpIdleMs / 4);
+      idle_timer_.Start(
+          kUdpIdleMs / 4, [this]() { ExpireSessions(); }, kUdpIdleMs / 4);
     }
   }
   UdpSession& s = *it->second;
@@ -377,9 +376,9 @@ void PortForward::SendToClient(UdpSession& session) {
       req->req.data = req;
       uv_buf_t buf = uv_buf_init(req->data.data(), static_cast<unsigned>(n));
       if (uv_udp_send(&req->req, &session.socket->udp, &buf, 1,
-                      reinterpret_cast<const sockaddr*>(&session.peer),
-                      [](uv_udp_send_t* r, int) { delete static_cast<UdpSendReq*>(r->data); }) !=
-          0) {
+                      reinterpret_cast<const sockaddr*>(&session.peer), [](uv_udp_send_t* r, int) {
+                        delete static_cast<UdpSendReq*>(r->data);
+                      }) != 0) {
         delete req;
       }
     }
@@ -501,8 +500,7 @@ std::vector<cove::v1::Forward> PortForwarder::List() const {
   for (const auto& f : closing_) {
     if (f->state() != cove::v1::FORWARD_STATE_CLOSED) all.emplace_back(f->key(), f->Info());
   }
-  std::sort(all.begin(), all.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<cove::v1::Forward> out;
   for (auto& [key, f] : all) out.push_back(std::move(f));
   return out;

@@ -112,7 +112,7 @@ class PortForward {
   bool claimed_ = false;
   std::vector<TcpListener*> tcp_;  // freed in their close callbacks
   std::vector<UdpSocket*> udp_;
-  std::unique_ptr<ConnSet> conns_;                             // TCP
+  std::unique_ptr<ConnSet> conns_;                               // TCP
   std::map<std::string, std::unique_ptr<UdpSession>> sessions_;  // by peer address bytes
   Timer retry_timer_;
   Timer idle_timer_;

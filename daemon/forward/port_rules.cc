@@ -62,9 +62,9 @@ std::optional<std::string> CanonicalIp(const std::string& text) {
   return std::nullopt;
 }
 
-std::optional<ForwardKey> Decide(const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules,
-                                 cove::v1::Proto proto, const std::string& guest_ip,
-                                 uint16_t guest_port) {
+std::optional<ForwardKey> Decide(
+    const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules, cove::v1::Proto proto,
+    const std::string& guest_ip, uint16_t guest_port) {
   for (const cove::v1::PortRule& rule : rules) {
     const auto [first, last] = GuestRange(rule);
     if (!ProtoMatches(rule.proto(), proto) || !IpMatches(rule.guest_ip(), guest_ip) ||
@@ -101,8 +101,8 @@ std::map<ForwardKey, ForwardTarget> DesiredForwards(
   });
   for (const auto& l : sorted) {
     if (l.port() == 0 || l.port() > 65535) continue;
-    const auto proto = l.proto() == cove::agent::v1::PROTO_UDP ? cove::v1::PROTO_UDP
-                                                               : cove::v1::PROTO_TCP;
+    const auto proto =
+        l.proto() == cove::agent::v1::PROTO_UDP ? cove::v1::PROTO_UDP : cove::v1::PROTO_TCP;
     auto key = Decide(spec.port_rules(), proto, l.address(), static_cast<uint16_t>(l.port()));
     if (!key) continue;
     out.emplace(*key, ForwardTarget{l.address(), static_cast<uint16_t>(l.port()), false});
@@ -137,8 +137,8 @@ absl::Status CheckPortRule(const cove::v1::PortRule& rule) {
     }
     const auto [first, last] = GuestRange(rule);
     if (rule.host_port_start() + (last - first) > 65535) {
-      return bad(absl::StrCat("host ports from ", rule.host_port_start(), " for ",
-                              last - first + 1, " guest ports pass 65535"));
+      return bad(absl::StrCat("host ports from ", rule.host_port_start(), " for ", last - first + 1,
+                              " guest ports pass 65535"));
     }
   }
   if (rule.proto() != cove::v1::PROTO_UNSPECIFIED && rule.proto() != cove::v1::PROTO_TCP &&
@@ -175,8 +175,9 @@ absl::Status CheckPortSettings(const cove::v1::MachineSpec& spec) {
     ForwardKey key{f.proto(), f.host_ip().empty() ? kDefaultHostIp : *CanonicalIp(f.host_ip()),
                    static_cast<uint16_t>(f.host_port())};
     if (!seen.insert(key).second) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "a static forward for ", Describe(key), " exists already; remove it first (`cove forward rm`)"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("a static forward for ", Describe(key),
+                       " exists already; remove it first (`cove forward rm`)"));
     }
   }
   return absl::OkStatus();

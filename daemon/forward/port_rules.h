@@ -41,9 +41,9 @@ std::string ProtoName(cove::v1::Proto proto);
 // What `rules` make of one guest listener: its host end, or nullopt when it
 // is ignored (an ignore rule) or not forwarded (no rule, and not bound to a
 // default address).
-std::optional<ForwardKey> Decide(const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules,
-                                 cove::v1::Proto proto, const std::string& guest_ip,
-                                 uint16_t guest_port);
+std::optional<ForwardKey> Decide(
+    const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules, cove::v1::Proto proto,
+    const std::string& guest_ip, uint16_t guest_port);
 
 // Every forward a machine should have now: its static forwards, then each
 // listener as the rules decide. When two want the same host end, static

@@ -55,10 +55,9 @@ absl::Status SocketForward::Open() {
 }
 
 void SocketForward::OnConnection() {
-  conns_.Accept(reinterpret_cast<uv_stream_t*>(&listener_->pipe), sizeof(uv_pipe_t),
-                [this](uv_stream_t* s) {
-                  uv_pipe_init(loop_.uv(), reinterpret_cast<uv_pipe_t*>(s), 0);
-                });
+  conns_.Accept(
+      reinterpret_cast<uv_stream_t*>(&listener_->pipe), sizeof(uv_pipe_t),
+      [this](uv_stream_t* s) { uv_pipe_init(loop_.uv(), reinterpret_cast<uv_pipe_t*>(s), 0); });
 }
 
 }  // namespace cove::daemon

@@ -95,10 +95,9 @@ absl::Status Machine::RemoveStaticForward(const cove::v1::StaticForward& forward
     }
   }
   if (list->size() == before) {
-    return absl::NotFoundError(absl::StrCat("machine '", name(), "' has no static forward for ",
-                                            ProtoName(forward.proto()), " ", want_ip, ":",
-                                            forward.host_port(), "; see `cove ports ", name(),
-                                            "`"));
+    return absl::NotFoundError(absl::StrCat(
+        "machine '", name(), "' has no static forward for ", ProtoName(forward.proto()), " ",
+        want_ip, ":", forward.host_port(), "; see `cove ports ", name(), "`"));
   }
   Persist();
   if (ports_) ports_->SetSpec(record_.spec());
@@ -459,8 +458,7 @@ void Machine::OnForwardChange(const cove::v1::Forward& forward) {
   const bool v6 = forward.guest_ip().find(':') != std::string::npos;
   const std::string message =
       absl::StrCat(Describe(key), " -> guest ", v6 ? "[" : "", forward.guest_ip(), v6 ? "]" : "",
-                   ":", forward.guest_port(), " ",
-                   s >= 0 && s <= 6 ? kStates[s] : "unknown",
+                   ":", forward.guest_port(), " ", s >= 0 && s <= 6 ? kStates[s] : "unknown",
                    forward.error().empty() ? "" : ": ", forward.error());
   if (forward.state() == cove::v1::FORWARD_STATE_CONFLICT ||
       forward.state() == cove::v1::FORWARD_STATE_FAILED) {

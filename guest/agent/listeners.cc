@@ -46,8 +46,8 @@ bool ListenerWatcher::Dump(int family, ListenerInfo::Proto proto, std::vector<Li
   message.request.sdiag_family = static_cast<uint8_t>(family);
   message.request.sdiag_protocol = proto == ListenerInfo::Proto::kTcp ? IPPROTO_TCP : IPPROTO_UDP;
   // A bound, unconnected UDP socket is in TCP_CLOSE as far as inet_diag goes.
-  message.request.idiag_states = proto == ListenerInfo::Proto::kTcp ? (1u << TCP_LISTEN)
-                                                                     : (1u << TCP_CLOSE);
+  message.request.idiag_states =
+      proto == ListenerInfo::Proto::kTcp ? (1u << TCP_LISTEN) : (1u << TCP_CLOSE);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(sock_.get(), &message, sizeof(message), 0, reinterpret_cast<sockaddr*>(&kernel),

@@ -1,8 +1,8 @@
 // Runs the real cove-agent binary with --connect against a unix socket that
 // the test listens on, and plays coved's part of the agent link.
-#include <signal.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>

@@ -118,8 +118,7 @@ TEST_CASE("a port taken by another program is retried and comes up once free", "
   uv_run(loop.uv(), UV_RUN_NOWAIT);
 }
 
-TEST_CASE("a guest listener going away closes its forward and frees the host port",
-          "[ports]") {
+TEST_CASE("a guest listener going away closes its forward and frees the host port", "[ports]") {
   EventLoop loop;
   PortRegistry registry;
   const uint16_t port = FreePort();
@@ -148,8 +147,7 @@ TEST_CASE("a guest listener going away closes its forward and frees the host por
   close(free_again);
 }
 
-TEST_CASE("an address this host does not have fails with the reason, not retried",
-          "[ports]") {
+TEST_CASE("an address this host does not have fails with the reason, not retried", "[ports]") {
   EventLoop loop;
   PortRegistry registry;
   Machine m(loop, registry, "m");

@@ -18,12 +18,11 @@ const auto kUdp = cove::agent::v1::PROTO_UDP;
 
 }  // namespace
 
-TEST_CASE("without rules, default addresses forward to host loopback at the same port",
-          "[ports]") {
+TEST_CASE("without rules, default addresses forward to host loopback at the same port", "[ports]") {
   cove::v1::MachineSpec spec;
-  auto got = DesiredForwards(spec, {L(kTcp, "0.0.0.0", 8080), L(kTcp, "::", 8080),
-                                    L(kTcp, "127.0.0.1", 3000), L(kUdp, "::1", 5353),
-                                    L(kTcp, "172.17.0.1", 9000), L(kTcp, "10.0.2.15", 22)});
+  auto got = DesiredForwards(
+      spec, {L(kTcp, "0.0.0.0", 8080), L(kTcp, "::", 8080), L(kTcp, "127.0.0.1", 3000),
+             L(kUdp, "::1", 5353), L(kTcp, "172.17.0.1", 9000), L(kTcp, "10.0.2.15", 22)});
   REQUIRE(got.size() == 3);
   const ForwardKey web{cove::v1::PROTO_TCP, "127.0.0.1", 8080};
   REQUIRE(got.count(web));
