@@ -67,18 +67,21 @@ double Round(double v, int digits) {
 // first peer (relays[1]), socat with its default buffer unless told otherwise.
 void PrintReport(const std::vector<std::unique_ptr<Relay>>& relays, std::map<Key, Runs>& runs,
                  const std::vector<size_t>& stream_counts, const std::vector<Direction>& directions,
-                 uint64_t mib, int reps) {
+                 uint64_t mib, int reps, const std::string& transport) {
   utsname host{};
   uname(&host);
-  std::printf("cove-linkbench: %ld cores, Linux %s; %llu MiB per stream, median of %d runs\n\n",
-              sysconf(_SC_NPROCESSORS_ONLN), host.release, static_cast<unsigned long long>(mib),
-              reps);
+  std::printf(
+      "cove-linkbench: %ld cores, Linux %s; %s transport; %llu MiB per stream, median of %d "
+      "runs\n\n",
+      sysconf(_SC_NPROCESSORS_ONLN), host.release, transport.c_str(),
+      static_cast<unsigned long long>(mib), reps);
   const std::string peer_name = relays.size() > 1 ? relays[1]->name() : "-";
   std::printf(
       "| relay | direction | streams | median MiB/s | vs %s | relay CPU s/GiB | runs (MiB/s) |\n",
       peer_name.c_str());
   std::printf("|---|---|---|---|---|---|---|\n");
   nlohmann::json json = {{"benchmark", "linkbench"},
+                         {"transport", transport},
                          {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
                          {"mib_per_stream", mib},
                          {"reps", reps},
@@ -122,6 +125,7 @@ int Run(int argc, char** argv) {
   std::vector<size_t> socat_buffers = {0, 131072};
   std::vector<std::string> direction_names = {"upload", "download"};
   bool keep = false;
+  std::string transport = "unix";
   app.add_option("--mib", mib, "MiB moved per stream in each trial")->check(CLI::Range(1, 65536));
   app.add_option("--streams", stream_counts, "parallel stream counts to measure")
       ->delimiter(',')
@@ -136,6 +140,9 @@ int Run(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"upload", "download"}));
   app.add_flag("--keep", keep, "keep the work directory (sockets, logs)");
+  app.add_option("--transport", transport,
+                 "unix: socket forwards (the runtime sockets); tcp: port forwards")
+      ->check(CLI::IsMember({"unix", "tcp"}));
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Direction> directions;
@@ -166,7 +173,7 @@ int Run(int argc, char** argv) {
   } remove_dir{dir, keep};
   int rc = 0;
   {
-    absl::StatusOr<std::unique_ptr<Sink>> sink = Sink::Start(dir);
+    absl::StatusOr<std::unique_ptr<Sink>> sink = Sink::Start(dir, transport == "tcp");
     if (!sink.ok()) {
       std::fprintf(stderr, "linkbench: %s\n", sink.status().ToString().c_str());
       return 1;
@@ -234,7 +241,7 @@ int Run(int argc, char** argv) {
       }
     }
 
-    PrintReport(relays, runs, stream_counts, directions, mib, reps);
+    PrintReport(relays, runs, stream_counts, directions, mib, reps, transport);
     std::fflush(stdout);
   }
   return rc;

@@ -1,6 +1,7 @@
 #include "bench/linkbench/relays.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "cove/agent/v1/agent.pb.h"
 #include "daemon/agent/agent_link.h"
+#include "daemon/forward/port_forward.h"
 #include "daemon/forward/socket_forward.h"
 #include "daemon/loop/event_loop.h"
 
@@ -48,6 +50,7 @@ class CoveRelay : public Relay {
     if (loop_ != nullptr) {
       (void)loop_->Call([this]() {
         forwards_.clear();
+        ports_.reset();
         link_.reset();
         return absl::OkStatus();
       });
@@ -67,8 +70,9 @@ class CoveRelay : public Relay {
   }
 
   absl::Status Start(const std::string& agent, const std::string& dir, const Sink& sink) {
-    in_path_ = dir + "/cove-in.sock";
-    out_path_ = dir + "/cove-out.sock";
+    const bool tcp = TcpPortOf(sink.in_path()) != 0;
+    in_path_ = tcp ? absl::StrCat("tcp:", FreeTcpPort()) : dir + "/cove-in.sock";
+    out_path_ = tcp ? absl::StrCat("tcp:", FreeTcpPort()) : dir + "/cove-out.sock";
     const std::string agent_sock = dir + "/agent.sock";
     absl::StatusOr<pid_t> pid =
         Spawn({agent, "--listen", agent_sock, "--no-poweroff"}, dir + "/agent.log");
@@ -84,6 +88,7 @@ class CoveRelay : public Relay {
       daemon::AgentLink::Callbacks callbacks;
       callbacks.on_hello = [this, ready, first = true](const agent::v1::Hello&) mutable {
         for (auto& forward : forwards_) forward->OnLinkReady();
+        if (ports_) ports_->OnLinkReady();
         if (first) ready->set_value();
         first = false;
       };
@@ -91,6 +96,31 @@ class CoveRelay : public Relay {
         std::fprintf(stderr, "linkbench: the agent link dropped: %s\n", why.c_str());
       };
       link_ = std::make_unique<daemon::AgentLink>(*loop_, "linkbench", agent_sock, callbacks);
+      if (tcp) {
+        // The port forward path: static forwards from two host ports to the
+        // sink's ports, which the agent (on this host) reaches as a guest's.
+        cove::v1::MachineSpec spec;
+        for (const auto& [host, target] : {std::pair{in_path_, sink.in_path()},
+                                           std::pair{out_path_, sink.out_path()}}) {
+          auto* f = spec.add_static_forwards();
+          f->set_proto(cove::v1::PROTO_TCP);
+          f->set_host_port(TcpPortOf(host));
+          f->set_guest_port(TcpPortOf(target));
+        }
+        ports_ = std::make_unique<daemon::PortForwarder>(
+            daemon::PortForward::Env{*loop_, "linkbench", registry_,
+                                     [this]() { return link_.get(); }},
+            nullptr);
+        ports_->SetSpec(spec);
+        for (const auto& f : ports_->List()) {
+          if (f.state() != cove::v1::FORWARD_STATE_LISTENING) {
+            return absl::InternalError(absl::StrCat("forward to port ", f.guest_port(), ": ",
+                                                    f.error()));
+          }
+        }
+        link_->Start();
+        return absl::OkStatus();
+      }
       for (const auto& [host, target] :
            {std::pair{in_path_, sink.in_path()}, std::pair{out_path_, sink.out_path()}}) {
         agent::v1::StreamOpen open;
@@ -121,6 +151,8 @@ class CoveRelay : public Relay {
   // Loop thread only.
   std::unique_ptr<daemon::AgentLink> link_;
   std::vector<std::unique_ptr<daemon::SocketForward>> forwards_;
+  daemon::PortRegistry registry_;
+  std::unique_ptr<daemon::PortForwarder> ports_;
 };
 
 class SocatRelay : public Relay {
@@ -152,18 +184,27 @@ class SocatRelay : public Relay {
   absl::Status Start(const std::string& socat, const std::string& dir, const std::string& tag,
                      size_t buffer, const Sink& sink) {
     name_ = buffer == 0 ? "socat" : absl::StrCat("socat -b ", buffer);
-    in_path_ = absl::StrCat(dir, "/", tag, "-in.sock");
-    out_path_ = absl::StrCat(dir, "/", tag, "-out.sock");
+    const bool tcp = TcpPortOf(sink.in_path()) != 0;
+    in_path_ = tcp ? absl::StrCat("tcp:", FreeTcpPort()) : absl::StrCat(dir, "/", tag, "-in.sock");
+    out_path_ =
+        tcp ? absl::StrCat("tcp:", FreeTcpPort()) : absl::StrCat(dir, "/", tag, "-out.sock");
     for (const auto& [host, target] :
          {std::pair{in_path_, sink.in_path()}, std::pair{out_path_, sink.out_path()}}) {
       std::vector<std::string> argv = {socat};
       if (buffer != 0) argv.insert(argv.end(), {"-b", std::to_string(buffer)});
-      argv.push_back("UNIX-LISTEN:" + host + ",fork");
-      argv.push_back("UNIX-CONNECT:" + target);
+      if (tcp) {
+        argv.push_back(
+            absl::StrCat("TCP-LISTEN:", TcpPortOf(host), ",bind=127.0.0.1,fork,reuseaddr"));
+        argv.push_back(absl::StrCat("TCP:127.0.0.1:", TcpPortOf(target)));
+      } else {
+        argv.push_back("UNIX-LISTEN:" + host + ",fork");
+        argv.push_back("UNIX-CONNECT:" + target);
+      }
       absl::StatusOr<pid_t> pid = Spawn(argv, absl::StrCat(dir, "/", tag, ".log"));
       if (!pid.ok()) return pid.status();
       pids_.push_back(*pid);
-      if (absl::Status s = AwaitSocketFile(host, *pid); !s.ok()) return s;
+      absl::Status ready = tcp ? AwaitTcpListener(TcpPortOf(host), *pid) : AwaitSocketFile(host, *pid);
+      if (!ready.ok()) return ready;
     }
     return absl::OkStatus();
   }
@@ -232,6 +273,31 @@ void StopChild(pid_t pid) {
       kill(-pid, SIGKILL);
       waitpid(pid, nullptr, 0);
       return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+absl::Status AwaitTcpListener(int port, pid_t owner) {
+  // Probed by binding, not connecting: a probe connection would reach the
+  // sink through the relay and count as a trial's connection.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (true) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool taken = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 &&
+                       errno == EADDRINUSE;
+    close(fd);
+    if (taken) return absl::OkStatus();
+    if (waitpid(owner, nullptr, WNOHANG) == owner) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", owner, " exited before listening on port ", port));
+    }
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("nothing listened on ", port, " in 10 s"));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

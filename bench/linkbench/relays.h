@@ -2,6 +2,10 @@
 // to the sink. Each relay offers two host sockets, one leading to the sink's
 // "in" socket (uploads) and one to its "out" socket (downloads).
 //
+// With --transport tcp, the host sockets and the sink are TCP ports on
+// 127.0.0.1 and cove's side is a PortForwarder with static forwards (the
+// port forwarding path) instead of SocketForwards.
+//
 //   CoveRelay:  host socket -> SocketForward -> AgentLink (in this process,
 //               on an EventLoop thread) -> unix socket -> cove-agent --listen
 //               (a child process) -> the sink. The agent link is the same
@@ -53,5 +57,7 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::str
 void StopChild(pid_t pid);
 // Waits up to 10 s for a unix socket file to appear at `path`.
 absl::Status AwaitSocketFile(const std::string& path, pid_t owner);
+// Waits up to 10 s for something to listen on 127.0.0.1:`port`.
+absl::Status AwaitTcpListener(int port, pid_t owner);
 
 }  // namespace cove::bench

@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <latch>
 
@@ -62,6 +64,29 @@ int64_t ReadAll(int fd) {
   }
 }
 
+sockaddr_in Loopback(int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+// Listens on 127.0.0.1 at a port the kernel picks; sets `endpoint`.
+absl::StatusOr<int> ListenTcp(std::string& endpoint) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = Loopback(0);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 64) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    const int err = errno;
+    if (fd >= 0) close(fd);
+    return absl::InternalError(absl::StrCat("listen on tcp: ", std::strerror(err)));
+  }
+  endpoint = absl::StrCat("tcp:", ntohs(a.sin_port));
+  return fd;
+}
+
 absl::StatusOr<int> Listen(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -80,7 +105,37 @@ absl::StatusOr<int> Listen(const std::string& path) {
 
 }  // namespace
 
+int TcpPortOf(const std::string& endpoint) {
+  return endpoint.rfind("tcp:", 0) == 0 ? std::atoi(endpoint.c_str() + 4) : 0;
+}
+
+int FreeTcpPort() {
+  std::string endpoint;
+  absl::StatusOr<int> fd = ListenTcp(endpoint);
+  if (!fd.ok()) return 0;
+  close(*fd);
+  return TcpPortOf(endpoint);
+}
+
 absl::StatusOr<int> ConnectUnix(const std::string& path, Clock::duration timeout) {
+  if (const int port = TcpPortOf(path); port != 0) {
+    const Clock::time_point deadline = Clock::now() + timeout;
+    while (true) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+      sockaddr_in a = Loopback(port);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+        SetIdleTimeout(fd);
+        return fd;
+      }
+      const int err = errno;
+      close(fd);
+      if (Clock::now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat("connect ", path, ": ", std::strerror(err)));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof(addr.sun_path)) return absl::InvalidArgumentError("path too long");
@@ -102,14 +157,14 @@ absl::StatusOr<int> ConnectUnix(const std::string& path, Clock::duration timeout
   }
 }
 
-absl::StatusOr<std::unique_ptr<Sink>> Sink::Start(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<Sink>> Sink::Start(const std::string& dir, bool tcp) {
   std::unique_ptr<Sink> sink(new Sink);
   sink->in_path_ = dir + "/sink-in.sock";
   sink->out_path_ = dir + "/sink-out.sock";
-  absl::StatusOr<int> in = Listen(sink->in_path_);
+  absl::StatusOr<int> in = tcp ? ListenTcp(sink->in_path_) : Listen(sink->in_path_);
   if (!in.ok()) return in.status();
   sink->in_fd_ = *in;
-  absl::StatusOr<int> out = Listen(sink->out_path_);
+  absl::StatusOr<int> out = tcp ? ListenTcp(sink->out_path_) : Listen(sink->out_path_);
   if (!out.ok()) return out.status();
   sink->out_fd_ = *out;
   if (pipe2(sink->wake_pipe_, O_CLOEXEC) != 0) {

@@ -28,9 +28,10 @@ enum class Direction { kUpload, kDownload };  // client -> sink, sink -> client
 
 class Sink {
  public:
-  // Creates `dir`/sink-in.sock and `dir`/sink-out.sock and serves them until
+  // Creates `dir`/sink-in.sock and `dir`/sink-out.sock (with `tcp`, two
+  // TCP ports on 127.0.0.1 instead, named "tcp:PORT") and serves them until
   // destroyed.
-  static absl::StatusOr<std::unique_ptr<Sink>> Start(const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<Sink>> Start(const std::string& dir, bool tcp = false);
   ~Sink();
   Sink(const Sink&) = delete;
   Sink& operator=(const Sink&) = delete;
@@ -83,6 +84,12 @@ absl::StatusOr<TrialResult> RunTrial(Sink& sink, const std::string& relay_path, 
 
 // Connects to a unix socket, retrying until `timeout` (a relay that is
 // still starting). Returns the connected, blocking fd.
+// Connects to an endpoint: a unix socket path, or "tcp:PORT" on 127.0.0.1.
 absl::StatusOr<int> ConnectUnix(const std::string& path, Clock::duration timeout);
+
+// "tcp:PORT" -> PORT; 0 for a unix socket path.
+int TcpPortOf(const std::string& endpoint);
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreeTcpPort();
 
 }  // namespace cove::bench

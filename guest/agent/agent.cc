@@ -52,7 +52,9 @@ Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int chil
           *msg.mutable_service_status() = status;
           Send(*current_, msg);
         }
-      }) {}
+      }) {
+  listeners_.OpenProcessEvents();
+}
 
 Agent::Session::Session(Agent& agent)
     : mux(link::StreamMux::Side::kGuest,
@@ -185,6 +187,9 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   for (int fd : pidfds) fds.push_back({fd, POLLIN, 0});
   const size_t first_stream_fd = fds.size();
   session.streams.CollectPollFds(fds);
+  // Process events, last: they only make the listener polling faster.
+  const int events_fd = session.greeted ? listeners_.PollFd(NowMs()) : -1;
+  if (events_fd >= 0) fds.push_back({events_fd, POLLIN, 0});
   int n = poll(fds.data(), fds.size(), PollTimeoutMs(&session));
   if (n < 0) {
     if (errno == EINTR) return true;
@@ -198,6 +203,7 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
     if (fds[i].revents & POLLIN) supervisor_.OnPidfdReady(fds[i].fd, NowMs());
   }
   session.streams.Dispatch(fds, first_stream_fd);
+  if (events_fd >= 0 && (fds.back().revents & POLLIN)) listeners_.OnProcessEvents(NowMs());
   const short revents = fds[0].revents;
   if (revents & POLLIN) {
     // Read before acting on POLLHUP: a peer that closed may have left data.

@@ -1,6 +1,8 @@
 #include "guest/agent/listeners.h"
 
 #include <arpa/inet.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -87,9 +89,58 @@ bool ListenerWatcher::Dump(int family, ListenerInfo::Proto proto, std::vector<Li
   }
 }
 
+bool ListenerWatcher::OpenProcessEvents() {
+  UniqueFd fd(socket(PF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_CONNECTOR));
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  local.nl_groups = CN_IDX_PROC;
+  if (!fd.valid() || bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+    Log("no process events (%s); listing listening sockets every %d ms", std::strerror(errno),
+        kFastPollMs);
+    return false;
+  }
+  // nlmsghdr, cn_msg, then the operation: subscribe.
+  alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(cn_msg) + sizeof(uint32_t))] = {};
+  auto* header = reinterpret_cast<nlmsghdr*>(buf);
+  header->nlmsg_len = NLMSG_LENGTH(sizeof(cn_msg) + sizeof(uint32_t));
+  header->nlmsg_type = NLMSG_DONE;
+  auto* msg = static_cast<cn_msg*>(NLMSG_DATA(header));
+  msg->id.idx = CN_IDX_PROC;
+  msg->id.val = CN_VAL_PROC;
+  msg->len = sizeof(uint32_t);
+  const uint32_t op = PROC_CN_MCAST_LISTEN;
+  std::memcpy(msg->data, &op, sizeof(op));
+  if (send(fd.get(), buf, header->nlmsg_len, 0) < 0) {
+    Log("no process events (%s); listing listening sockets every %d ms", std::strerror(errno),
+        kFastPollMs);
+    return false;
+  }
+  events_ = std::move(fd);
+  return true;
+}
+
+int ListenerWatcher::PollFd(int64_t now_ms) const {
+  return events_.valid() && !Fast(now_ms) ? events_.get() : -1;
+}
+
+void ListenerWatcher::DrainProcessEvents() {
+  if (!events_.valid()) return;
+  alignas(nlmsghdr) static char buf[16 * 1024];  // the agent is single-threaded
+  // ENOBUFS (events dropped while nobody read) is as good as an event.
+  while (recv(events_.get(), buf, sizeof(buf), 0) > 0 || errno == ENOBUFS || errno == EINTR) {
+  }
+}
+
+void ListenerWatcher::OnProcessEvents(int64_t now_ms) {
+  DrainProcessEvents();
+  fast_until_ms_ = now_ms + kFastWindowMs;
+  next_due_ms_ = std::min(next_due_ms_, now_ms + kFastPollMs);
+}
+
 bool ListenerWatcher::Refresh(int64_t now_ms, bool force) {
   if (!force && now_ms < next_due_ms_) return false;
-  next_due_ms_ = now_ms + kPollMs;
+  if (Fast(now_ms)) DrainProcessEvents();  // not polled while fast: keep it empty
+  next_due_ms_ = now_ms + (Fast(now_ms) ? kFastPollMs : kIdlePollMs);
   std::vector<ListenerInfo> found;
   for (auto proto : {ListenerInfo::Proto::kTcp, ListenerInfo::Proto::kUdp}) {
     bool& failed = proto == ListenerInfo::Proto::kTcp ? tcp_failed_ : udp_failed_;

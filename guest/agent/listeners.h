@@ -6,8 +6,11 @@
 //
 // The kernel is asked through NETLINK_SOCK_DIAG (inet_diag dumps), never by
 // parsing /proc/net. The kernel sends no notification when a socket starts
-// listening, so the agent asks again every kPollMs; a dump of 50 listeners
-// costs a few syscalls. See docs/ports.md.
+// listening, so the agent asks: every kFastPollMs while processes are being
+// started or ending (the proc connector tells, NETLINK_CONNECTOR), which is
+// when listeners come and go, and every kIdlePollMs otherwise, so an idle
+// guest costs next to nothing. Without process events (no CAP_NET_ADMIN, no
+// CONFIG_PROC_EVENTS) it asks every kFastPollMs. See docs/ports.md.
 //
 // Threading: the agent's loop thread only.
 #pragma once
@@ -32,8 +35,19 @@ struct ListenerInfo {
 
 class ListenerWatcher {
  public:
-  // How often the sockets are listed: a new listener is seen within this.
-  static constexpr int kPollMs = 100;
+  // How often the sockets are listed while processes start and exit, for
+  // kFastWindowMs after the last such event; and otherwise.
+  static constexpr int kFastPollMs = 100;
+  static constexpr int kFastWindowMs = 3000;
+  static constexpr int kIdlePollMs = 2000;
+
+  // Subscribes to process events; false (logged) when they are unavailable.
+  bool OpenProcessEvents();
+  // The fd to poll for process events now, or -1 (while polling fast anyway,
+  // events are drained each round instead of waking the loop).
+  int PollFd(int64_t now_ms) const;
+  // The process-event fd is readable: drain it and poll fast for a while.
+  void OnProcessEvents(int64_t now_ms);
 
   // The current listeners, sorted and without duplicates (a socket bound to
   // :: with both families shows once per family it was dumped for).
@@ -41,7 +55,7 @@ class ListenerWatcher {
   // Bumped whenever the set changes.
   uint64_t generation() const { return generation_; }
 
-  // Lists the sockets again if kPollMs passed since the last time (or
+  // Lists the sockets again if the poll interval passed (or
   // `force`). True when the set changed. A protocol the kernel cannot list
   // (no tcp_diag or udp_diag) is logged once and left out from then on.
   bool Refresh(int64_t now_ms, bool force);
@@ -53,7 +67,12 @@ class ListenerWatcher {
             std::string& error);
 
  private:
+  void DrainProcessEvents();
+  bool Fast(int64_t now_ms) const { return !events_.valid() || now_ms < fast_until_ms_; }
+
   UniqueFd sock_;
+  UniqueFd events_;  // NETLINK_CONNECTOR, proc events
+  int64_t fast_until_ms_ = 0;
   std::vector<ListenerInfo> listeners_;
   uint64_t generation_ = 0;
   int64_t next_due_ms_ = 0;
