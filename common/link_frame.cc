@@ -45,13 +45,34 @@ std::string EncodeFrame(const Frame& frame) {
 
 bool FrameDecoder::Feed(std::string_view bytes) {
   if (!error_.empty()) return false;
+  if (offset_ == buffer_.size()) {
+    // Nothing held (the usual case): take whole frames straight from the
+    // input and keep only the partial one at its end.
+    buffer_.clear();
+    offset_ = 0;
+    size_t used = 0;
+    const bool ok = Parse(bytes, used);
+    buffer_.assign(bytes.substr(used));  // on failure too: buffered() counts it
+    return ok;
+  }
   buffer_.append(bytes);
-  return ParseAvailable();
+  size_t used = 0;
+  const bool ok = Parse(std::string_view(buffer_).substr(offset_), used);
+  offset_ += used;
+  if (!ok) return false;
+  // Compact once the consumed prefix dominates, so the buffer stays bounded by
+  // one frame plus one read.
+  if (offset_ > 0 && offset_ >= buffer_.size() / 2) {
+    buffer_.erase(0, offset_);
+    offset_ = 0;
+  }
+  return true;
 }
 
-bool FrameDecoder::ParseAvailable() {
-  while (buffer_.size() - offset_ >= kHeaderSize) {
-    const auto* h = reinterpret_cast<const unsigned char*>(buffer_.data() + offset_);
+bool FrameDecoder::Parse(std::string_view data, size_t& used) {
+  used = 0;
+  while (data.size() - used >= kHeaderSize) {
+    const auto* h = reinterpret_cast<const unsigned char*>(data.data() + used);
     if (h[0] != kMagic0 || h[1] != kMagic1) {
       error_ = "agent link: bad frame magic (stream out of sync)";
       return false;
@@ -70,19 +91,13 @@ bool FrameDecoder::ParseAvailable() {
                std::to_string(kMaxFramePayload);
       return false;
     }
-    if (buffer_.size() - offset_ < kHeaderSize + length) break;
+    if (data.size() - used < kHeaderSize + length) break;
     Frame frame;
     frame.type = static_cast<FrameType>(h[3]);
     frame.stream_id = GetU32(h + 4);
-    frame.payload.assign(buffer_, offset_ + kHeaderSize, length);
-    offset_ += kHeaderSize + length;
+    frame.payload.assign(data.data() + used + kHeaderSize, length);
+    used += kHeaderSize + length;
     ready_.push_back(std::move(frame));
-  }
-  // Compact once the consumed prefix dominates, so the buffer stays bounded by
-  // one frame plus one read.
-  if (offset_ > 0 && offset_ >= buffer_.size() / 2) {
-    buffer_.erase(0, offset_);
-    offset_ = 0;
   }
   return true;
 }

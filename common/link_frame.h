@@ -75,7 +75,9 @@ class FrameDecoder {
   size_t buffered() const { return buffer_.size() - offset_; }
 
  private:
-  bool ParseAvailable();
+  // Moves the whole frames at the start of `data` to ready_; `used` gets
+  // their length. False (error_ set) on a malformed header.
+  bool Parse(std::string_view data, size_t& used);
 
   std::string buffer_;
   size_t offset_ = 0;

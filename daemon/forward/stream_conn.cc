@@ -145,6 +145,21 @@ void StreamConn::OnClientEof() {
 }
 
 void StreamConn::OnStreamData(std::string_view data) {
+  if (writes_in_flight_ == 0) {
+    // Nothing queued: hand the bytes to the client now, and queue (copy)
+    // only what its socket does not take.
+    uv_buf_t now = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+    const int n = uv_try_write(client_->stream, &now, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      Finish(std::string("host client: ") + uv_strerror(n));
+      return;
+    }
+    if (n > 0) {
+      link_->ConsumeStream(id_, static_cast<size_t>(n));
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    if (data.empty()) return;
+  }
   auto* w = new WriteReq;
   w->data.assign(data);
   w->client = client_;

@@ -115,6 +115,26 @@ void Relay::OnData(std::string_view data) {
     mux_.Consumed(id_, data.size());
     return;
   }
+  if (inbox_off_ == inbox_.size() && !connecting_ && kind_ != Kind::kDatagram) {
+    // Nothing queued: write straight from the frame and keep only what the
+    // fd does not take now.
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = write(write_fd().get(), data.data() + done, data.size() - done);
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      Fail(std::string("write: ") + std::strerror(errno));
+      return;
+    }
+    if (done > 0) mux_.Consumed(id_, done);
+    inbox_.assign(data.substr(done));
+    inbox_off_ = 0;
+    return;
+  }
   inbox_.append(data);
   if (!connecting_) OnWritable();
 }

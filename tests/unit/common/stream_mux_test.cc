@@ -116,13 +116,16 @@ TEST_CASE("writes beyond the buffer bound are refused until it drains", "[mux]")
   const uint32_t id = host.mux.Open("");
   REQUIRE(host.mux.Write(id, Pattern(StreamMux::kMaxBuffered)));
   CHECK_FALSE(host.mux.Write(id, "x"));
-  PumpAll(host, guest);          // one window goes out
-  CHECK(host.writable.empty());  // still more than half full
-  guest.mux.Consumed(id, StreamMux::kWindow);
-  PumpAll(host, guest);
-  guest.mux.Consumed(id, StreamMux::kWindow);
-  PumpAll(host, guest);
+  PumpAll(host, guest);  // one window goes out
+  // Credit comes back a window at a time; on_writable fires once, when the
+  // buffer is down to half, and not before.
+  for (int i = 0; i < 8 && host.writable.empty(); i++) {
+    CHECK(host.mux.WritableBytes(id) < StreamMux::kMaxBuffered / 2);
+    guest.mux.Consumed(id, StreamMux::kWindow);
+    PumpAll(host, guest);
+  }
   CHECK(host.writable == std::vector<uint32_t>{id});
+  CHECK(host.mux.WritableBytes(id) >= StreamMux::kMaxBuffered / 2);
   CHECK(host.mux.Write(id, "x"));
 }
 
