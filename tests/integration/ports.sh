@@ -3,7 +3,8 @@
 # port mapping, set on a running machine); a host port taken by another
 # program is a conflict, in `cove ports` and in events, that resolves by
 # itself; UDP; a forward survives an agent restart; bad input changes
-# nothing; stop closes everything.
+# nothing; a second machine wanting a held port is told which machine holds
+# it and gets it once that one stops; stop closes everything.
 source "$(dirname "$0")/lib.sh"
 start_coved
 
@@ -116,11 +117,24 @@ jq -e -s '[.[] | select(.kind == "forward" and .forward.host_port == 18084) | .f
 jq -e -s '[.[] | select(.kind == "forward" and .forward.host_port == 18080) | .forward.state] |
   index("closed") != null' "$COVE_HOME/events" >/dev/null || fail "no closed event for 18080"
 
-log "stop: every forward closes and the host ports are free"
+log "a second machine wanting the same host port: conflict naming the holder"
+other=pf2
+cove create "$other" "${MACHINE_FLAGS[@]}" --forward 18090:18080 >/dev/null
+cove start "$other" >/dev/null
+other_is() {  # other_is STATE: pf2's forward on host 18090 is in STATE
+  [ "$(cove ports "$other" --json | jq -r '[.[] | select(.host_port == 18090) | .state][0] // "none"')" = "$1" ]
+}
+wait_for 10 "pf2's 18090 in conflict" other_is conflict
+[ "$(cove ports "$other" --json | jq -r '.[] | select(.host_port == 18090) | .holder')" = "$name" ] ||
+  fail "holder: $(cove ports "$other" --json)"
+cove ports "$other" | grep -c "held by cove machine '$name'" >/dev/null || fail "conflict reason: $(cove ports "$other")"
+
+log "stop: every forward closes, the host ports are free, and the waiting machine takes its port"
 cove stop "$name" >/dev/null
 [ "$(cove ports "$name" --json)" = "[]" ] || fail "forwards after stop: $(cove ports "$name" --json)"
-get 18090 >/dev/null && fail "static forward still answers after stop"
-ss -ltn | grep -c ':1809[02] \|:18084 ' >/dev/null && fail "host ports still bound: $(ss -ltn)"
+ss -ltn | grep -c ':18092 \|:18084 ' >/dev/null && fail "host ports still bound: $(ss -ltn)"
+wait_for 10 "pf2's 18090 to come up once pf let it go" other_is listening
 kill "$events_pid" 2>/dev/null || true
+cove delete -f "$other" >/dev/null
 cove delete "$name" >/dev/null
 log "ok"
