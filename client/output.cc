@@ -92,7 +92,7 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
   }
   j["static_forwards"] = nlohmann::json::array();
   for (const auto& f : s.static_forwards()) {
-    j["static_forwards"].push_back({{"proto", f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp"},
+    j["static_forwards"].push_back({{"proto", ProtoName(f.proto())},
                                     {"host_ip", f.host_ip().empty() ? "127.0.0.1" : f.host_ip()},
                                     {"host_port", f.host_port()},
                                     {"guest_port", f.guest_port()}});
@@ -139,43 +139,11 @@ nlohmann::json EventJson(const cove::v1::Event& e) {
   return j;
 }
 
-std::string ForwardStateName(cove::v1::ForwardState state) {
-  switch (state) {
-    case cove::v1::FORWARD_STATE_PENDING:
-      return "pending";
-    case cove::v1::FORWARD_STATE_LISTENING:
-      return "listening";
-    case cove::v1::FORWARD_STATE_CONFLICT:
-      return "conflict";
-    case cove::v1::FORWARD_STATE_FAILED:
-      return "failed";
-    case cove::v1::FORWARD_STATE_CLOSING:
-      return "closing";
-    case cove::v1::FORWARD_STATE_CLOSED:
-      return "closed";
-    default:
-      return "unknown";
-  }
-}
-
-namespace {
-
-std::string Endpoint(const std::string& ip, uint32_t port) {
-  const bool v6 = ip.find(':') != std::string::npos;
-  return absl::StrCat(v6 ? "[" : "", ip, v6 ? "]" : "", ":", port);
-}
-
-}  // namespace
-
 nlohmann::json ForwardJson(const cove::v1::Forward& f) {
-  nlohmann::json j = {{"proto", f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp"},
-                      {"host_ip", f.host_ip()},
-                      {"host_port", f.host_port()},
-                      {"guest_ip", f.guest_ip()},
-                      {"guest_port", f.guest_port()},
-                      {"state", ForwardStateName(f.state())},
-                      {"static", f.static_()},
-                      {"connections", f.connections()},
+  nlohmann::json j = {{"proto", ProtoName(f.proto())}, {"host_ip", f.host_ip()},
+                      {"host_port", f.host_port()},    {"guest_ip", f.guest_ip()},
+                      {"guest_port", f.guest_port()},  {"state", ForwardStateName(f.state())},
+                      {"static", f.static_()},         {"connections", f.connections()},
                       {"retries", f.retries()}};
   if (!f.error().empty()) j["error"] = f.error();
   if (!f.holder().empty()) j["holder"] = f.holder();
@@ -188,10 +156,10 @@ std::string ForwardTable(const cove::v1::Machine& m) {
   for (const auto& f : m.forwards()) {
     std::string note = f.error();
     if (note.empty() && f.static_()) note = "static";
-    out += absl::StrFormat(
-        "%-5s %-22s %-22s %-10s %5d %s\n", f.proto() == cove::v1::PROTO_UDP ? "udp" : "tcp",
-        Endpoint(f.host_ip(), f.host_port()), Endpoint(f.guest_ip(), f.guest_port()),
-        ForwardStateName(f.state()), f.connections(), note);
+    out += absl::StrFormat("%-5s %-22s %-22s %-10s %5d %s\n", ProtoName(f.proto()),
+                           Endpoint(f.host_ip(), f.host_port()),
+                           Endpoint(f.guest_ip(), f.guest_port()), ForwardStateName(f.state()),
+                           f.connections(), note);
   }
   return out;
 }

@@ -17,8 +17,6 @@ std::string EventKindName(cove::v1::EventKind kind);
 nlohmann::json MachineJson(const cove::v1::Machine& m);
 nlohmann::json ImageJson(const cove::v1::Image& image);
 nlohmann::json EventJson(const cove::v1::Event& e);
-// "pending", "listening", "conflict", ...
-std::string ForwardStateName(cove::v1::ForwardState state);
 nlohmann::json ForwardJson(const cove::v1::Forward& f);
 // One line per forward: proto, host end, guest end, state, connections, why.
 std::string ForwardTable(const cove::v1::Machine& m);

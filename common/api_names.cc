@@ -34,4 +34,39 @@ const char* AccelName(cove::v1::Accel accel) {
   }
 }
 
+const char* ForwardStateName(cove::v1::ForwardState state) {
+  switch (state) {
+    case cove::v1::FORWARD_STATE_PENDING:
+      return "pending";
+    case cove::v1::FORWARD_STATE_LISTENING:
+      return "listening";
+    case cove::v1::FORWARD_STATE_CONFLICT:
+      return "conflict";
+    case cove::v1::FORWARD_STATE_FAILED:
+      return "failed";
+    case cove::v1::FORWARD_STATE_CLOSING:
+      return "closing";
+    case cove::v1::FORWARD_STATE_CLOSED:
+      return "closed";
+    default:
+      return "unknown";
+  }
+}
+
+const char* ProtoName(cove::v1::Proto proto) {
+  switch (proto) {
+    case cove::v1::PROTO_TCP:
+      return "tcp";
+    case cove::v1::PROTO_UDP:
+      return "udp";
+    default:
+      return "any";
+  }
+}
+
+std::string Endpoint(const std::string& ip, uint32_t port) {
+  const bool v6 = ip.find(':') != std::string::npos;
+  return (v6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
 }  // namespace cove

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -100,8 +101,8 @@ class CoveRelay : public Relay {
         // The port forward path: static forwards from two host ports to the
         // sink's ports, which the agent (on this host) reaches as a guest's.
         cove::v1::MachineSpec spec;
-        for (const auto& [host, target] : {std::pair{in_path_, sink.in_path()},
-                                           std::pair{out_path_, sink.out_path()}}) {
+        for (const auto& [host, target] :
+             {std::pair{in_path_, sink.in_path()}, std::pair{out_path_, sink.out_path()}}) {
           auto* f = spec.add_static_forwards();
           f->set_proto(cove::v1::PROTO_TCP);
           f->set_host_port(TcpPortOf(host));
@@ -114,8 +115,8 @@ class CoveRelay : public Relay {
         ports_->SetSpec(spec);
         for (const auto& f : ports_->List()) {
           if (f.state() != cove::v1::FORWARD_STATE_LISTENING) {
-            return absl::InternalError(absl::StrCat("forward to port ", f.guest_port(), ": ",
-                                                    f.error()));
+            return absl::InternalError(
+                absl::StrCat("forward to port ", f.guest_port(), ": ", f.error()));
           }
         }
         link_->Start();
@@ -203,7 +204,8 @@ class SocatRelay : public Relay {
       absl::StatusOr<pid_t> pid = Spawn(argv, absl::StrCat(dir, "/", tag, ".log"));
       if (!pid.ok()) return pid.status();
       pids_.push_back(*pid);
-      absl::Status ready = tcp ? AwaitTcpListener(TcpPortOf(host), *pid) : AwaitSocketFile(host, *pid);
+      absl::Status ready =
+          tcp ? AwaitTcpListener(TcpPortOf(host), *pid) : AwaitSocketFile(host, *pid);
       if (!ready.ok()) return ready;
     }
     return absl::OkStatus();
@@ -278,45 +280,48 @@ void StopChild(pid_t pid) {
   }
 }
 
+namespace {
+
+// Polls `ready` every 5 ms for up to 10 s, giving up early if `owner` exits.
+// `what` completes "process N exited before ...".
+absl::Status AwaitReady(pid_t owner, const std::string& what, const std::function<bool()>& ready) {
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!ready()) {
+    if (waitpid(owner, nullptr, WNOHANG) == owner) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", owner, " exited before ", what));
+    }
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("no ", what, " within 10 s"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status AwaitTcpListener(int port, pid_t owner) {
   // Probed by binding, not connecting: a probe connection would reach the
   // sink through the relay and count as a trial's connection.
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (true) {
+  return AwaitReady(owner, absl::StrCat("listening on port ", port), [port] {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool taken = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 &&
-                       errno == EADDRINUSE;
+    const bool taken =
+        bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 && errno == EADDRINUSE;
     close(fd);
-    if (taken) return absl::OkStatus();
-    if (waitpid(owner, nullptr, WNOHANG) == owner) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("process ", owner, " exited before listening on port ", port));
-    }
-    if (Clock::now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("nothing listened on ", port, " in 10 s"));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+    return taken;
+  });
 }
 
 absl::Status AwaitSocketFile(const std::string& path, pid_t owner) {
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (true) {
+  return AwaitReady(owner, "creating " + path, [&path] {
     struct stat st;
-    if (stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return absl::OkStatus();
-    if (waitpid(owner, nullptr, WNOHANG) == owner) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("process ", owner, " exited before creating ", path));
-    }
-    if (Clock::now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(path, " did not appear within 10 s"));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+    return stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+  });
 }
 
 }  // namespace cove::bench

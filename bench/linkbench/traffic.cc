@@ -1,8 +1,8 @@
 #include "bench/linkbench/traffic.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -118,33 +118,23 @@ int FreeTcpPort() {
 }
 
 absl::StatusOr<int> ConnectUnix(const std::string& path, Clock::duration timeout) {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
   if (const int port = TcpPortOf(path); port != 0) {
-    const Clock::time_point deadline = Clock::now() + timeout;
-    while (true) {
-      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-      sockaddr_in a = Loopback(port);
-      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
-        SetIdleTimeout(fd);
-        return fd;
-      }
-      const int err = errno;
-      close(fd);
-      if (Clock::now() >= deadline) {
-        return absl::UnavailableError(absl::StrCat("connect ", path, ": ", std::strerror(err)));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    *reinterpret_cast<sockaddr_in*>(&addr) = Loopback(port);
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* un = reinterpret_cast<sockaddr_un*>(&addr);
+    un->sun_family = AF_UNIX;
+    if (path.size() >= sizeof(un->sun_path)) return absl::InvalidArgumentError("path too long");
+    std::memcpy(un->sun_path, path.c_str(), path.size() + 1);
+    len = sizeof(sockaddr_un);
   }
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return absl::InvalidArgumentError("path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   const Clock::time_point deadline = Clock::now() + timeout;
   while (true) {
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0) {
       SetIdleTimeout(fd);
       return fd;
     }

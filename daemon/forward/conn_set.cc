@@ -6,15 +6,7 @@
 #include "spdlog/spdlog.h"
 
 namespace cove::daemon {
-namespace {
-
-uint64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 ConnSet::ConnSet(EventLoop& loop, std::string what, cove::agent::v1::StreamOpen target,
                  std::function<AgentLink*()> link, size_t max_connections,
@@ -58,7 +50,7 @@ void ConnSet::Accept(uv_stream_t* server, size_t handle_size,
   AgentLink* link = link_();
   if (link != nullptr && link->ready() && conn->Attach(*link, target_)) return;
   // No agent session right now: wait for one, but not forever.
-  waiting_.push_back(Pending{conn, NowMs() + kWaitForAgentMs});
+  waiting_.push_back(Pending{conn, SteadyNowMs() + kWaitForAgentMs});
   wait_timer_.Start(kWaitForAgentMs, [this]() { ExpireWaiting(); });
 }
 
@@ -79,7 +71,7 @@ void ConnSet::AbortAll(const std::string& why) {
 }
 
 void ConnSet::ExpireWaiting() {
-  const uint64_t now = NowMs();
+  const uint64_t now = SteadyNowMs();
   while (!waiting_.empty() && waiting_.front().deadline_ms <= now) {
     StreamConn* conn = waiting_.front().conn;
     waiting_.pop_front();

@@ -10,12 +10,6 @@
 namespace cove::daemon {
 namespace {
 
-uint64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 bool IsV6(const std::string& ip) { return ip.find(':') != std::string::npos; }
 
 int ParseAddr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
@@ -126,43 +120,19 @@ void PortForward::TryBind() {
   if (state_ == cove::v1::FORWARD_STATE_CLOSING || state_ == cove::v1::FORWARD_STATE_CLOSED) {
     return;
   }
-  int rc;
-  if (key_.proto == cove::v1::PROTO_UDP) {
-    UdpSocket* s = nullptr;
-    rc = BindUdp(key_.host_ip, &s);
-    if (rc == 0) udp_.push_back(s);
-  } else {
-    TcpListener* l = nullptr;
-    rc = BindTcp(key_.host_ip, &l);
-    if (rc == 0) tcp_.push_back(l);
-  }
-  if (rc != 0) {
+  if (int rc = Bind(key_.host_ip); rc != 0) {
     OnBindError(rc);
     return;
   }
   // The default host end, 127.0.0.1, is served on ::1 as well when this
   // host has IPv6 and the port is free there; not having it is no error.
-  if (key_.host_ip == "127.0.0.1") {
-    if (key_.proto == cove::v1::PROTO_UDP) {
-      UdpSocket* s = nullptr;
-      if (BindUdp("::1", &s) == 0) udp_.push_back(s);
-    } else {
-      TcpListener* l = nullptr;
-      if (BindTcp("::1", &l) == 0) tcp_.push_back(l);
-    }
-  }
+  if (key_.host_ip == "127.0.0.1") Bind("::1");
   if (key_.proto == cove::v1::PROTO_TCP && !conns_) {
-    cove::agent::v1::StreamOpen open;
-    auto* net = open.mutable_net_connect();
-    net->set_proto(cove::agent::v1::PROTO_TCP);
-    net->set_address(target_.guest_ip);
-    net->set_port(target_.guest_port);
     std::weak_ptr<bool> alive = alive_;
-    conns_ =
-        std::make_unique<ConnSet>(env_.loop, absl::StrCat(env_.machine, ": ", Describe(key_)),
-                                  std::move(open), env_.link, kMaxConnections, [this, alive]() {
-                                    if (!alive.expired()) MaybeClosed();
-                                  });
+    conns_ = std::make_unique<ConnSet>(env_.loop, absl::StrCat(env_.machine, ": ", Describe(key_)),
+                                       GuestTarget(), env_.link, kMaxConnections, [this, alive]() {
+                                         if (!alive.expired()) MaybeClosed();
+                                       });
   }
   env_.registry.Claim(key_, env_.machine);
   claimed_ = true;
@@ -171,7 +141,33 @@ void PortForward::TryBind() {
   SetState(cove::v1::FORWARD_STATE_LISTENING, "");
 }
 
-int PortForward::BindTcp(const std::string& ip, TcpListener** out) {
+cove::agent::v1::StreamOpen PortForward::GuestTarget() const {
+  cove::agent::v1::StreamOpen open;
+  auto* net = open.mutable_net_connect();
+  net->set_proto(key_.proto == cove::v1::PROTO_UDP ? cove::agent::v1::PROTO_UDP
+                                                   : cove::agent::v1::PROTO_TCP);
+  net->set_address(target_.guest_ip);
+  net->set_port(target_.guest_port);
+  return open;
+}
+
+int PortForward::Bind(const std::string& ip) {
+  return key_.proto == cove::v1::PROTO_UDP ? BindUdp(ip) : BindTcp(ip);
+}
+
+void PortForward::Close(TcpListener* l) {
+  l->owner = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp),
+           [](uv_handle_t* h) { delete static_cast<TcpListener*>(h->data); });
+}
+
+void PortForward::Close(UdpSocket* s) {
+  s->owner = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->udp),
+           [](uv_handle_t* h) { delete static_cast<UdpSocket*>(h->data); });
+}
+
+int PortForward::BindTcp(const std::string& ip) {
   sockaddr_storage addr{};
   if (int rc = ParseAddr(ip, key_.host_port, &addr); rc != 0) return rc;
   auto* l = new TcpListener;
@@ -193,16 +189,14 @@ int PortForward::BindTcp(const std::string& ip, TcpListener** out) {
     });
   }
   if (rc != 0) {
-    l->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp),
-             [](uv_handle_t* h) { delete static_cast<TcpListener*>(h->data); });
+    Close(l);
     return rc;
   }
-  *out = l;
+  tcp_.push_back(l);
   return 0;
 }
 
-int PortForward::BindUdp(const std::string& ip, UdpSocket** out) {
+int PortForward::BindUdp(const std::string& ip) {
   sockaddr_storage addr{};
   if (int rc = ParseAddr(ip, key_.host_port, &addr); rc != 0) return rc;
   auto* s = new UdpSocket;
@@ -223,27 +217,17 @@ int PortForward::BindUdp(const std::string& ip, UdpSocket** out) {
         });
   }
   if (rc != 0) {
-    s->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->udp),
-             [](uv_handle_t* h) { delete static_cast<UdpSocket*>(h->data); });
+    Close(s);
     return rc;
   }
-  *out = s;
+  udp_.push_back(s);
   return 0;
 }
 
 void PortForward::CloseSockets() {
-  for (TcpListener* l : tcp_) {
-    l->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp),
-             [](uv_handle_t* h) { delete static_cast<TcpListener*>(h->data); });
-  }
+  for (TcpListener* l : tcp_) Close(l);
   tcp_.clear();
-  for (UdpSocket* s : udp_) {
-    s->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->udp),
-             [](uv_handle_t* h) { delete static_cast<UdpSocket*>(h->data); });
-  }
+  for (UdpSocket* s : udp_) Close(s);
   udp_.clear();
 }
 
@@ -316,11 +300,6 @@ void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char
     auto session = std::make_unique<UdpSession>();
     std::memcpy(&session->peer, from, peer.size());
     session->socket = socket;
-    cove::agent::v1::StreamOpen open;
-    auto* net = open.mutable_net_connect();
-    net->set_proto(cove::agent::v1::PROTO_UDP);
-    net->set_address(target_.guest_ip);
-    net->set_port(target_.guest_port);
     std::weak_ptr<bool> alive = alive_;
     StreamCallbacks callbacks{
         .on_data =
@@ -344,7 +323,7 @@ void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char
               sessions_.erase(s);
             },
     };
-    session->id = link->OpenStream(open, std::move(callbacks));
+    session->id = link->OpenStream(GuestTarget(), std::move(callbacks));
     if (session->id == 0) return;
     it = sessions_.emplace(peer, std::move(session)).first;
     if (sessions_.size() == 1) {
@@ -353,7 +332,7 @@ void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char
     }
   }
   UdpSession& s = *it->second;
-  s.last_ms = NowMs();
+  s.last_ms = SteadyNowMs();
   if (link->StreamWritable(s.id) < n + 2) return;  // the guest is behind: dropped
   std::string framed(2 + n, '\0');
   framed[0] = static_cast<char>(n >> 8);
@@ -385,14 +364,14 @@ void PortForward::SendToClient(UdpSession& session) {
     used += 2 + n;
   }
   session.inbox.erase(0, used);
-  session.last_ms = NowMs();
+  session.last_ms = SteadyNowMs();
   if (AgentLink* link = env_.link(); link != nullptr && used > 0) {
     link->ConsumeStream(session.id, used);
   }
 }
 
 void PortForward::ExpireSessions() {
-  const uint64_t now = NowMs();
+  const uint64_t now = SteadyNowMs();
   std::vector<std::string> idle;
   for (const auto& [peer, s] : sessions_) {
     if (now - s->last_ms >= kUdpIdleMs) idle.push_back(peer);

@@ -88,9 +88,14 @@ class PortForward {
  private:
   void SetState(cove::v1::ForwardState state, std::string error);
   void TryBind();
-  // 0, or a libuv error code.
-  int BindTcp(const std::string& ip, TcpListener** out);
-  int BindUdp(const std::string& ip, UdpSocket** out);
+  // Binds the host end on `ip` and keeps the socket: 0, or a libuv error.
+  int Bind(const std::string& ip);
+  int BindTcp(const std::string& ip);
+  int BindUdp(const std::string& ip);
+  static void Close(TcpListener* listener);
+  static void Close(UdpSocket* socket);
+  // What each connection (TCP) or session (UDP) opens in the guest.
+  cove::agent::v1::StreamOpen GuestTarget() const;
   void CloseSockets();
   void OnBindError(int rc);
   void MaybeClosed();

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "common/api_names.h"
 
 namespace cove::daemon {
 namespace {
@@ -33,21 +34,14 @@ std::pair<uint32_t, uint32_t> GuestRange(const cove::v1::PortRule& rule) {
 
 }  // namespace
 
-std::string ProtoName(cove::v1::Proto proto) {
-  switch (proto) {
-    case cove::v1::PROTO_TCP:
-      return "tcp";
-    case cove::v1::PROTO_UDP:
-      return "udp";
-    default:
-      return "any";
-  }
+std::string Describe(const ForwardKey& key) {
+  return absl::StrCat(ProtoName(key.proto), " ", Endpoint(key.host_ip, key.host_port));
 }
 
-std::string Describe(const ForwardKey& key) {
-  const bool v6 = key.host_ip.find(':') != std::string::npos;
-  return absl::StrCat(ProtoName(key.proto), " ", v6 ? "[" : "", key.host_ip, v6 ? "]" : "", ":",
-                      key.host_port);
+ForwardKey StaticForwardKey(const cove::v1::StaticForward& forward) {
+  const std::string ip = forward.host_ip().empty() ? kDefaultHostIp : forward.host_ip();
+  return ForwardKey{forward.proto(), CanonicalIp(ip).value_or(ip),
+                    static_cast<uint16_t>(forward.host_port())};
 }
 
 std::optional<std::string> CanonicalIp(const std::string& text) {
@@ -89,9 +83,8 @@ std::map<ForwardKey, ForwardTarget> DesiredForwards(
     const cove::v1::MachineSpec& spec, const std::vector<cove::agent::v1::Listener>& listeners) {
   std::map<ForwardKey, ForwardTarget> out;
   for (const cove::v1::StaticForward& s : spec.static_forwards()) {
-    ForwardKey key{s.proto(), s.host_ip().empty() ? kDefaultHostIp : *CanonicalIp(s.host_ip()),
-                   static_cast<uint16_t>(s.host_port())};
-    out.emplace(key, ForwardTarget{"127.0.0.1", static_cast<uint16_t>(s.guest_port()), true});
+    out.emplace(StaticForwardKey(s),
+                ForwardTarget{"127.0.0.1", static_cast<uint16_t>(s.guest_port()), true});
   }
   std::vector<cove::agent::v1::Listener> sorted = listeners;
   // IPv4 first: "0.0.0.0" and "127.0.0.1" sort before "::" and "::1".
@@ -172,8 +165,7 @@ absl::Status CheckPortSettings(const cove::v1::MachineSpec& spec) {
   std::set<ForwardKey> seen;
   for (const auto& f : spec.static_forwards()) {
     if (auto st = CheckStaticForward(f); !st.ok()) return st;
-    ForwardKey key{f.proto(), f.host_ip().empty() ? kDefaultHostIp : *CanonicalIp(f.host_ip()),
-                   static_cast<uint16_t>(f.host_port())};
+    const ForwardKey key = StaticForwardKey(f);
     if (!seen.insert(key).second) {
       return absl::AlreadyExistsError(
           absl::StrCat("a static forward for ", Describe(key),

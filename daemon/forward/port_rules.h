@@ -36,7 +36,9 @@ struct ForwardTarget {
 
 // "tcp 127.0.0.1:8080", for messages.
 std::string Describe(const ForwardKey& key);
-std::string ProtoName(cove::v1::Proto proto);
+
+// The host end of a static forward (an empty host ip is 127.0.0.1).
+ForwardKey StaticForwardKey(const cove::v1::StaticForward& forward);
 
 // What `rules` make of one guest listener: its host end, or nullopt when it
 // is ignored (an ignore rule) or not forwarded (no rule, and not bound to a

@@ -20,6 +20,13 @@
 
 namespace cove::daemon {
 
+// Milliseconds on the monotonic clock: for deadlines and durations.
+inline uint64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 class EventLoop {
  public:
   // Bound on closures waiting to run; Post() refuses beyond it.

@@ -24,12 +24,6 @@ namespace {
 using cove::v1::MachineState;
 using google::protobuf::util::TimeUtil;
 
-uint64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 constexpr uint32_t kDefaultStartTimeoutS = 180;
 
 }  // namespace
@@ -61,47 +55,44 @@ absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
   return absl::OkStatus();
 }
 
-absl::Status Machine::SetPortRules(
-    const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules) {
+absl::Status Machine::ChangePortSettings(
+    const std::function<absl::Status(cove::v1::MachineSpec&)>& change) {
   cove::v1::MachineSpec spec = record_.spec();
-  *spec.mutable_port_rules() = rules;
+  if (auto st = change(spec); !st.ok()) return st;
   if (auto st = CheckPortSettings(spec); !st.ok()) return st;
   *record_.mutable_spec() = std::move(spec);
   Persist();
   if (ports_) ports_->SetSpec(record_.spec());
   return absl::OkStatus();
+}
+
+absl::Status Machine::SetPortRules(
+    const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules) {
+  return ChangePortSettings([&rules](cove::v1::MachineSpec& spec) {
+    *spec.mutable_port_rules() = rules;
+    return absl::OkStatus();
+  });
 }
 
 absl::Status Machine::AddStaticForward(const cove::v1::StaticForward& forward) {
-  cove::v1::MachineSpec spec = record_.spec();
-  *spec.add_static_forwards() = forward;
-  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
-  *record_.mutable_spec() = std::move(spec);
-  Persist();
-  if (ports_) ports_->SetSpec(record_.spec());
-  return absl::OkStatus();
+  return ChangePortSettings([&forward](cove::v1::MachineSpec& spec) {
+    *spec.add_static_forwards() = forward;
+    return absl::OkStatus();
+  });
 }
 
 absl::Status Machine::RemoveStaticForward(const cove::v1::StaticForward& forward) {
-  auto* list = record_.mutable_spec()->mutable_static_forwards();
-  const std::string want_ip = forward.host_ip().empty() ? "127.0.0.1" : forward.host_ip();
-  const auto before = list->size();
-  for (int i = list->size() - 1; i >= 0; i--) {
-    const auto& f = list->Get(i);
-    const std::string ip = f.host_ip().empty() ? "127.0.0.1" : f.host_ip();
-    if (f.proto() == forward.proto() && f.host_port() == forward.host_port() &&
-        CanonicalIp(ip) == CanonicalIp(want_ip)) {
-      list->DeleteSubrange(i, 1);
+  const ForwardKey want = StaticForwardKey(forward);
+  return ChangePortSettings([&](cove::v1::MachineSpec& spec) {
+    auto* list = spec.mutable_static_forwards();
+    const int before = list->size();
+    for (int i = list->size() - 1; i >= 0; i--) {
+      if (StaticForwardKey(list->Get(i)) == want) list->DeleteSubrange(i, 1);
     }
-  }
-  if (list->size() == before) {
-    return absl::NotFoundError(absl::StrCat(
-        "machine '", name(), "' has no static forward for ", ProtoName(forward.proto()), " ",
-        want_ip, ":", forward.host_port(), "; see `cove ports ", name(), "`"));
-  }
-  Persist();
-  if (ports_) ports_->SetSpec(record_.spec());
-  return absl::OkStatus();
+    if (list->size() != before) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat("machine '", name(), "' has no static forward for ",
+                                            Describe(want), "; see `cove ports ", name(), "`"));
+  });
 }
 
 std::string Machine::RuntimeService() const { return WantedServices().back(); }
@@ -124,7 +115,7 @@ void Machine::SetState(MachineState state, const std::string& why) {
   cove::v1::Event event;
   event.set_kind(cove::v1::EVENT_KIND_MACHINE_STATE_CHANGED);
   event.set_machine_name(name());
-  *event.mutable_machine() = record_;
+  *event.mutable_machine() = view();
   event.set_previous_state(previous);
   event.set_message(why);
   env_.events.Publish(std::move(event));
@@ -267,7 +258,7 @@ void Machine::Boot(cove::v1::Accel accel) {
   start_progress_(cove::v1::START_PHASE_BOOTING,
                   absl::StrCat("qemu ", spec.arch, ", ", AccelName(accel), ", ", spec.cpus,
                                " CPUs, ", FormatSize(spec.memory_bytes)));
-  launch_ms_ = NowMs();
+  launch_ms_ = SteadyNowMs();
   auto vm = env_.driver.Launch(spec, MakeVmCallbacks());
   if (!vm.ok()) return FailStart(std::string(vm.status().message()));
   vm_ = *std::move(vm);
@@ -297,7 +288,7 @@ void Machine::StartAgentLink() {
                 cove::v1::Event event;
                 event.set_kind(cove::v1::EVENT_KIND_AGENT_DISCONNECTED);
                 event.set_machine_name(name());
-                *event.mutable_machine() = record_;
+                *event.mutable_machine() = view();
                 event.set_message(why);
                 env_.events.Publish(std::move(event));
               },
@@ -343,14 +334,14 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   event.set_machine_name(name());
   event.set_message(
       absl::StrCat("cove-agent ", hello.agent_version(), " on ", hello.kernel_release()));
-  *event.mutable_machine() = record_;
+  *event.mutable_machine() = view();
   env_.events.Publish(std::move(event));
   for (auto& f : socket_forwards_) f->OnLinkReady();
   if (ports_) ports_->OnLinkReady();
   if (state() == cove::v1::MACHINE_STATE_STARTING && start_progress_) {
     start_progress_(cove::v1::START_PHASE_STARTING_RUNTIME,
-                    absl::StrCat("guest agent up after ", NowMs() - launch_ms_, " ms; waiting for ",
-                                 RuntimeService()));
+                    absl::StrCat("guest agent up after ", SteadyNowMs() - launch_ms_,
+                                 " ms; waiting for ", RuntimeService()));
   }
 }
 
@@ -385,7 +376,7 @@ void Machine::OnServiceStatus(const cove::agent::v1::ServiceStatus& status) {
 
 void Machine::BecomeRunning() {
   auto* g = record_.mutable_guest();
-  if (launch_ms_ != 0) g->set_start_to_ready_ms(NowMs() - launch_ms_);
+  if (launch_ms_ != 0) g->set_start_to_ready_ms(SteadyNowMs() - launch_ms_);
   *record_.mutable_started_at() = TimeUtil::GetCurrentTime();
   start_deadline_.Stop();
   SetState(
@@ -447,19 +438,11 @@ cove::v1::Machine Machine::view() const {
 }
 
 void Machine::OnForwardChange(const cove::v1::Forward& forward) {
-  record_.clear_forwards();
-  if (ports_) {
-    for (auto& f : ports_->List()) *record_.add_forwards() = std::move(f);
-  }
-  static constexpr const char* kStates[] = {"unknown", "pending", "listening", "conflict",
-                                            "failed",  "closing", "closed"};
-  const int s = forward.state();
-  ForwardKey key{forward.proto(), forward.host_ip(), static_cast<uint16_t>(forward.host_port())};
-  const bool v6 = forward.guest_ip().find(':') != std::string::npos;
-  const std::string message =
-      absl::StrCat(Describe(key), " -> guest ", v6 ? "[" : "", forward.guest_ip(), v6 ? "]" : "",
-                   ":", forward.guest_port(), " ", s >= 0 && s <= 6 ? kStates[s] : "unknown",
-                   forward.error().empty() ? "" : ": ", forward.error());
+  const ForwardKey key{forward.proto(), forward.host_ip(),
+                       static_cast<uint16_t>(forward.host_port())};
+  const std::string message = absl::StrCat(
+      Describe(key), " -> guest ", Endpoint(forward.guest_ip(), forward.guest_port()), " ",
+      ForwardStateName(forward.state()), forward.error().empty() ? "" : ": ", forward.error());
   if (forward.state() == cove::v1::FORWARD_STATE_CONFLICT ||
       forward.state() == cove::v1::FORWARD_STATE_FAILED) {
     spdlog::warn("{}: {}", name(), message);
@@ -469,7 +452,7 @@ void Machine::OnForwardChange(const cove::v1::Forward& forward) {
   cove::v1::Event event;
   event.set_kind(cove::v1::EVENT_KIND_FORWARD_CHANGED);
   event.set_machine_name(name());
-  *event.mutable_machine() = record_;
+  *event.mutable_machine() = view();
   *event.mutable_forward() = forward;
   event.set_message(message);
   env_.events.Publish(std::move(event));

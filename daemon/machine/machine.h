@@ -106,6 +106,10 @@ class Machine {
   void OpenSocketForwards();
   void CloseSocketForwards();
   void OnForwardChange(const cove::v1::Forward& forward);
+  // Applies `change` to a copy of the spec; keeps it if the port settings
+  // still check out, and re-decides the forwards of a running machine.
+  absl::Status ChangePortSettings(
+      const std::function<absl::Status(cove::v1::MachineSpec&)>& change);
   void ReapExecs();
   void OnVmExit(const VmExit& exit);
   void FailStart(const std::string& why);

@@ -94,10 +94,13 @@ bool ListenerWatcher::OpenProcessEvents() {
   sockaddr_nl local{};
   local.nl_family = AF_NETLINK;
   local.nl_groups = CN_IDX_PROC;
-  if (!fd.valid() || bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+  auto unavailable = [] {
     Log("no process events (%s); listing listening sockets every %d ms", std::strerror(errno),
         kFastPollMs);
     return false;
+  };
+  if (!fd.valid() || bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+    return unavailable();
   }
   // nlmsghdr, cn_msg, then the operation: subscribe.
   alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(cn_msg) + sizeof(uint32_t))] = {};
@@ -110,11 +113,7 @@ bool ListenerWatcher::OpenProcessEvents() {
   msg->len = sizeof(uint32_t);
   const uint32_t op = PROC_CN_MCAST_LISTEN;
   std::memcpy(msg->data, &op, sizeof(op));
-  if (send(fd.get(), buf, header->nlmsg_len, 0) < 0) {
-    Log("no process events (%s); listing listening sockets every %d ms", std::strerror(errno),
-        kFastPollMs);
-    return false;
-  }
+  if (send(fd.get(), buf, header->nlmsg_len, 0) < 0) return unavailable();
   events_ = std::move(fd);
   return true;
 }

@@ -87,25 +87,31 @@ void Relay::OnWritable() {
     return;
   }
   size_t written = 0;
-  while (inbox_off_ < inbox_.size() && !write_shut_) {
-    ssize_t n = write(write_fd().get(), inbox_.data() + inbox_off_, inbox_.size() - inbox_off_);
-    if (n > 0) {
-      inbox_off_ += static_cast<size_t>(n);
-      written += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    // The local reader is gone (EPIPE): nothing more can be delivered.
-    Fail(std::string("write: ") + std::strerror(errno));
-    return;
-  }
+  if (!write_shut_ && !WriteOut(std::string_view(inbox_).substr(inbox_off_), written)) return;
+  inbox_off_ += written;
   if (inbox_off_ == inbox_.size()) {
     inbox_.clear();
     inbox_off_ = 0;
   }
   if (written > 0) mux_.Consumed(id_, written);
   if (peer_eof_ && inbox_.empty()) ShutWrite();
+}
+
+bool Relay::WriteOut(std::string_view bytes, size_t& written) {
+  written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = write(write_fd().get(), bytes.data() + written, bytes.size() - written);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    // The local reader is gone (EPIPE): nothing more can be delivered.
+    Fail(std::string("write: ") + std::strerror(errno));
+    return false;
+  }
+  return true;
 }
 
 void Relay::OnData(std::string_view data) {
@@ -119,17 +125,7 @@ void Relay::OnData(std::string_view data) {
     // Nothing queued: write straight from the frame and keep only what the
     // fd does not take now.
     size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = write(write_fd().get(), data.data() + done, data.size() - done);
-      if (n > 0) {
-        done += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      Fail(std::string("write: ") + std::strerror(errno));
-      return;
-    }
+    if (!WriteOut(data, done)) return;
     if (done > 0) mux_.Consumed(id_, done);
     inbox_.assign(data.substr(done));
     inbox_off_ = 0;

@@ -65,6 +65,9 @@ class Relay {
   const UniqueFd& write_fd() const { return kind_ == Kind::kPipes ? write_fd_ : read_fd_; }
   void FinishRead();
   void ShutWrite();
+  // Writes what the fd takes now; `written` says how much. False after a
+  // write error (the relay failed).
+  bool WriteOut(std::string_view bytes, size_t& written);
   void ReadDatagram();
   void WriteDatagrams();
 

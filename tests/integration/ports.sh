@@ -50,7 +50,14 @@ expect_state 18090 listening || fail "static: $(cove ports "$name")"
 
 log "an ignore rule keeps a listener off the host"
 guest_httpd 18083
-sleep 1  # several detection rounds
+# Once 18083 is bound, a listener opened after it being forwarded proves a
+# listener set with 18083 in it was decided on.
+guest_bound() {  # guest_bound PORT: a guest socket listens on PORT
+  cove exec "$name" -- sh -c "grep -q ':$(printf %04X "$1") .* 0A ' /proc/net/tcp /proc/net/tcp6"
+}
+wait_for 5 "guest 18083 to listen" guest_bound 18083
+guest_httpd 18085
+wait_for 5 "guest 18085 on the host" expect_state 18085 listening
 expect_state 18083 none || fail "ignored port forwarded: $(cove ports "$name")"
 get 18083 >/dev/null && fail "ignored port answers on the host"
 

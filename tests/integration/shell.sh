@@ -18,11 +18,12 @@ wait_for 10 "the shell to run a command" screen_has '42done'
 send 'stty size' Enter
 wait_for 10 "the terminal size" screen_has '^30 100'
 tmux resize-window -t "$session" -x 120 -y 40
-sleep 0.5
-send 'stty size' Enter
-wait_for 10 "the new terminal size" screen_has '^40 120'
+# The resize reaches the guest asynchronously: ask until the new size shows.
+size_is() { send 'stty size' Enter && screen_has "^$1"; }
+wait_for 10 "the new terminal size" size_is '40 120'
 send 'sleep 100; echo slept' Enter
-sleep 1
+# ^C must find sleep running in the guest, not the shell still reading.
+wait_for 10 "sleep to run in the guest" cove exec default -- pidof sleep
 send C-c
 send 'echo after-$((1+1))' Enter
 wait_for 10 "^C to stop sleep" screen_has 'after-2'
