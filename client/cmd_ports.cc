@@ -1,9 +1,11 @@
 // cove ports, cove forward add|rm, cove set: a machine's port forwards.
 #include <iostream>
+#include <optional>
 
 #include "client/commands.h"
 #include "client/output.h"
 #include "client/port_flags.h"
+#include "client/spec_flags.h"
 
 namespace cove::client {
 namespace {
@@ -97,28 +99,39 @@ void RegisterForward(CLI::App& app, Context& ctx, int& exit_code) {
 }
 
 void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
-  auto* cmd = app.add_subcommand("set", "Change a machine's settings (port rules for now)");
-  auto name = std::make_shared<std::string>();
-  auto rules = std::make_shared<std::vector<std::string>>();
-  auto clear = std::make_shared<bool>(false);
-  cmd->add_option("name", *name, "Machine name")->required();
-  cmd->add_option("--port-rule", *rules,
+  auto* cmd = app.add_subcommand("set", "Change a machine's settings: port rules, restart, autostart");
+  struct Flags {
+    std::string name, restart;
+    std::vector<std::string> rules;
+    bool clear = false;
+    std::optional<bool> autostart;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("name", f->name, "Machine name")->required();
+  cmd->add_option("--port-rule", f->rules,
                   "Port rule, repeatable, replacing all rules (see `cove create --help`)");
-  cmd->add_flag("--clear-port-rules", *clear, "Remove every port rule");
-  cmd->callback([&ctx, &exit_code, name, rules, clear]() {
-    if (rules->empty() && !*clear) {
+  cmd->add_flag("--clear-port-rules", f->clear, "Remove every port rule");
+  cmd->add_option("--restart", f->restart, "never or on-failure[:N] (see `cove create --help`)");
+  cmd->add_flag_function(
+      "--autostart,!--no-autostart",
+      [f](std::int64_t n) { f->autostart = n > 0; },
+      "Start (or not) when coved starts at login");
+  cmd->callback([&ctx, &exit_code, f]() {
+    if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart) {
       exit_code = Context::Fail(absl::InvalidArgumentError(
-          "nothing to set: give --port-rule RULE (repeatable) or --clear-port-rules"));
+          "nothing to set: give --port-rule RULE (repeatable), --clear-port-rules, "
+          "--restart POLICY or --[no-]autostart"));
       return;
     }
-    if (!rules->empty() && *clear) {
+    if (!f->rules.empty() && f->clear) {
       exit_code = Context::Fail(absl::InvalidArgumentError(
           "--port-rule and --clear-port-rules contradict each other; give one"));
       return;
     }
     cove::v1::UpdateMachineRequest req;
-    req.set_name(*name);
-    for (const std::string& r : *rules) {
+    req.set_name(f->name);
+    if (!f->rules.empty() || f->clear) req.add_update_mask("port_rules");
+    for (const std::string& r : f->rules) {
       auto rule = ParsePortRule(r);
       if (!rule.ok()) {
         exit_code = Context::Fail(rule.status());
@@ -126,14 +139,33 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       }
       *req.add_port_rules() = *rule;
     }
+    if (!f->restart.empty()) {
+      auto policy = ParseRestartPolicy(f->restart);
+      if (!policy.ok()) {
+        exit_code = Context::Fail(policy.status());
+        return;
+      }
+      req.add_update_mask("restart");
+      req.set_restart(policy->first);
+      req.set_max_restarts(policy->second);
+    }
+    if (f->autostart) {
+      req.add_update_mask("autostart");
+      req.set_autostart(*f->autostart);
+    }
     cove::v1::Machine m;
     grpc::ClientContext call;
     if (grpc::Status st = ctx.machines().Update(&call, req, &m); !st.ok()) {
       exit_code = Context::Fail(st);
       return;
     }
-    std::cout << m.name() << ": " << m.spec().port_rules_size() << " port rule"
-              << (m.spec().port_rules_size() == 1 ? "" : "s") << "\n";
+    const auto& spec = m.spec();
+    std::cout << m.name() << ": " << spec.port_rules_size() << " port rule"
+              << (spec.port_rules_size() == 1 ? "" : "s") << ", restart "
+              << (spec.restart() == cove::v1::RESTART_POLICY_ON_FAILURE
+                      ? "on-failure:" + std::to_string(spec.max_restarts())
+                      : std::string("never"))
+              << ", autostart " << (spec.autostart() ? "on" : "off") << "\n";
   });
 }
 

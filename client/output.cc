@@ -57,6 +57,10 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
         {"disk", m.paths().disk()}}},
       {"sockets", nlohmann::json::object()},
       {"runtime", s.runtime() == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd"},
+      {"restart", s.restart() == cove::v1::RESTART_POLICY_ON_FAILURE ? "on-failure" : "never"},
+      {"max_restarts", s.max_restarts()},
+      {"restarts", m.restarts()},
+      {"autostart", s.autostart()},
   };
   // Present exactly while the machine runs (the socket files exist then).
   if (!m.sockets().containerd().empty()) j["sockets"]["containerd"] = m.sockets().containerd();

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/port_flags.h"
 #include "common/sizes.h"
@@ -29,6 +31,25 @@ void SpecFlags::Add(CLI::App& cmd) {
   cmd.add_option("--reverse-socket", reverse_sockets,
                  "Make a host socket reachable in the guest: NAME=HOST_PATH:GUEST_PATH "
                  "(repeatable), e.g. ssh=$SSH_AUTH_SOCK:/run/host-ssh.sock");
+  cmd.add_option("--restart", restart,
+                 "When qemu dies without being asked: never (default) or on-failure[:N] (start "
+                 "it again, at most N times in a row, default 3)");
+  cmd.add_flag("--autostart", autostart,
+               "Start this machine when coved starts at login (see `cove daemon install`)");
+}
+
+absl::StatusOr<std::pair<cove::v1::RestartPolicy, uint32_t>> ParseRestartPolicy(
+    const std::string& text) {
+  if (text == "never") return std::make_pair(cove::v1::RESTART_POLICY_NEVER, 0u);
+  if (text == "on-failure") return std::make_pair(cove::v1::RESTART_POLICY_ON_FAILURE, 0u);
+  uint32_t limit = 0;
+  if (absl::StartsWith(text, "on-failure:") &&
+      absl::SimpleAtoi(text.substr(sizeof("on-failure:") - 1), &limit) && limit >= 1 &&
+      limit <= 100) {
+    return std::make_pair(cove::v1::RESTART_POLICY_ON_FAILURE, limit);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--restart \"", text, "\" is not never, on-failure or on-failure:N with N from 1 to 100"));
 }
 
 absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
@@ -94,6 +115,13 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
     if (!forward.ok()) return forward.status();
     *spec.add_static_forwards() = *forward;
   }
+  if (!restart.empty()) {
+    auto policy = ParseRestartPolicy(restart);
+    if (!policy.ok()) return policy.status();
+    spec.set_restart(policy->first);
+    spec.set_max_restarts(policy->second);
+  }
+  spec.set_autostart(autostart);
   // A path is made absolute here: coved's working directory is not ours.
   if (image.find('/') != std::string::npos) {
     spec.set_image(std::filesystem::absolute(image).lexically_normal().string());

@@ -1,5 +1,6 @@
 // The machine flags shared by create and start: --cpus, --memory, --disk,
-// --arch, --accel, --image, --runtime, --reverse-socket, --port-rule, --forward.
+// --arch, --accel, --image, --runtime, --reverse-socket, --port-rule, --forward,
+// --restart, --autostart.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -18,11 +19,17 @@ struct SpecFlags {
   std::vector<std::string> reverse_sockets;
   // --port-rule (client/port_flags.h) and --forward [HOSTIP:]HOSTPORT:GUESTPORT[/udp]
   std::vector<std::string> port_rules, forwards;
+  std::string restart;  // never | on-failure[:N]
+  bool autostart = false;
 
   void Add(CLI::App& cmd);
   // Parsed sizes and enums; unset flags stay zero so coved fills defaults.
   absl::StatusOr<cove::v1::MachineSpec> ToSpec() const;
 };
+
+// --restart: "never", "on-failure" or "on-failure:N" (N from 1 to 100).
+absl::StatusOr<std::pair<cove::v1::RestartPolicy, uint32_t>> ParseRestartPolicy(
+    const std::string& text);
 
 // Progress lines of a start or stop stream, on stderr.
 void PrintProgress(const std::string& machine, const std::string& phase, const std::string& message,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -28,7 +29,10 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, int mode) {
   const std::filesystem::path target(path);
   const std::string dir = target.parent_path().string();
-  const std::string tmp = absl::StrCat(dir, "/.tmp-", target.filename().string(), "-", ::getpid());
+  // Unique per call: two threads may write the same file at once.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = absl::StrCat(dir, "/.tmp-", target.filename().string(), "-", ::getpid(),
+                                       "-", counter.fetch_add(1));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return Errno("cannot create", tmp);
   size_t done = 0;

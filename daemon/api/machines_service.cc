@@ -207,9 +207,24 @@ grpc::Status MachinesService::ChangeMachine(grpc::ServerContext* ctx, const std:
 grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
                                      const cove::v1::UpdateMachineRequest* req,
                                      cove::v1::Machine* resp) {
+  Machine::Settings settings;
+  std::vector<std::string> mask(req->update_mask().begin(), req->update_mask().end());
+  if (mask.empty()) mask.push_back("port_rules");
+  for (const std::string& path : mask) {
+    if (path == "port_rules") {
+      settings.port_rules = req->port_rules();
+    } else if (path == "restart") {
+      settings.restart = std::make_pair(req->restart(), req->max_restarts());
+    } else if (path == "autostart") {
+      settings.autostart = req->autostart();
+    } else {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "unknown setting '" + path +
+                              "' in update_mask; use port_rules, restart or autostart");
+    }
+  }
   return ChangeMachine(
-      ctx, req->name(), [rules = req->port_rules()](Machine& m) { return m.SetPortRules(rules); },
-      resp);
+      ctx, req->name(), [settings](Machine& m) { return m.ChangeSettings(settings); }, resp);
 }
 
 grpc::Status MachinesService::AddForward(grpc::ServerContext* ctx,

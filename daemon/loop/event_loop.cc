@@ -48,6 +48,22 @@ bool EventLoop::Post(std::function<void()> fn) {
   return true;
 }
 
+void EventLoop::Offload(std::function<void()> work, std::function<void()> done) {
+  struct Job {
+    uv_work_t req;
+    std::function<void()> work, done;
+  };
+  auto* job = new Job{{}, std::move(work), std::move(done)};
+  job->req.data = job;
+  uv_queue_work(
+      &loop_, &job->req, [](uv_work_t* req) { static_cast<Job*>(req->data)->work(); },
+      [](uv_work_t* req, int) {
+        auto* job = static_cast<Job*>(req->data);
+        job->done();
+        delete job;
+      });
+}
+
 absl::Status EventLoop::Call(std::function<absl::Status()> fn, std::chrono::milliseconds timeout) {
   absl::StatusOr<absl::Status> r = Call<absl::Status>(std::move(fn), timeout);
   if (!r.ok()) return r.status();
@@ -86,6 +102,10 @@ void Timer::Start(uint64_t delay_ms, std::function<void()> fn, uint64_t repeat_m
 }
 
 void Timer::Stop() { uv_timer_stop(handle_); }
+
+bool Timer::active() const {
+  return uv_is_active(reinterpret_cast<const uv_handle_t*>(handle_)) != 0;
+}
 
 void Timer::OnTimer(uv_timer_t* handle) {
   auto* self = static_cast<Timer*>(handle->data);

@@ -52,6 +52,11 @@ class EventLoop {
   // stopping or the queue is full; `fn` is then dropped unrun.
   bool Post(std::function<void()> fn);
 
+  // Loop thread only. Runs `work` on libuv's thread pool (blocking file
+  // work that must not hold up every other machine), then `done` on the loop
+  // thread. `done` also runs, after `work`, when the loop is torn down.
+  void Offload(std::function<void()> work, std::function<void()> done);
+
   // Any thread but the loop's. Runs `fn` on the loop and waits up to
   // `timeout` for its result.
   template <typename T>
@@ -98,6 +103,8 @@ class Timer {
   // (Re)arms the timer: `fn` after `delay_ms`, then every `repeat_ms` if > 0.
   void Start(uint64_t delay_ms, std::function<void()> fn, uint64_t repeat_ms = 0);
   void Stop();
+  // Armed and not yet fired (a one-shot timer is inactive in its callback).
+  bool active() const;
 
  private:
   static void OnTimer(uv_timer_t* handle);

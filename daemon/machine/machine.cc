@@ -16,6 +16,7 @@
 #include "common/sizes.h"
 #include "daemon/driver/qemu/accel_probe.h"
 #include "daemon/image/agent_initrd.h"
+#include "daemon/machine/spec.h"
 #include "spdlog/spdlog.h"
 
 namespace cove::daemon {
@@ -29,7 +30,11 @@ constexpr uint32_t kDefaultStartTimeoutS = 180;
 }  // namespace
 
 Machine::Machine(MachineEnv& env, cove::v1::Machine record)
-    : env_(env), record_(std::move(record)), start_deadline_(env.loop), stop_step_(env.loop) {}
+    : env_(env),
+      record_(std::move(record)),
+      start_deadline_(env.loop),
+      stop_step_(env.loop),
+      restart_timer_(env.loop) {}
 
 Machine::~Machine() {
   CloseSocketForwards();
@@ -55,27 +60,37 @@ absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
   return absl::OkStatus();
 }
 
-absl::Status Machine::ChangePortSettings(
+absl::Status Machine::ChangeSpec(
     const std::function<absl::Status(cove::v1::MachineSpec&)>& change) {
+  if (!record_.has_spec()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("machine '", name(), "' cannot be changed: ", record_.error()));
+  }
   cove::v1::MachineSpec spec = record_.spec();
   if (auto st = change(spec); !st.ok()) return st;
   if (auto st = CheckPortSettings(spec); !st.ok()) return st;
+  if (auto st = NormalizeRestart(spec); !st.ok()) return st;
   *record_.mutable_spec() = std::move(spec);
   Persist();
   if (ports_) ports_->SetSpec(record_.spec());
+  if (record_.spec().restart() != cove::v1::RESTART_POLICY_ON_FAILURE) CancelRestart();
   return absl::OkStatus();
 }
 
-absl::Status Machine::SetPortRules(
-    const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules) {
-  return ChangePortSettings([&rules](cove::v1::MachineSpec& spec) {
-    *spec.mutable_port_rules() = rules;
+absl::Status Machine::ChangeSettings(const Settings& settings) {
+  return ChangeSpec([&settings](cove::v1::MachineSpec& spec) {
+    if (settings.port_rules) *spec.mutable_port_rules() = *settings.port_rules;
+    if (settings.restart) {
+      spec.set_restart(settings.restart->first);
+      spec.set_max_restarts(settings.restart->second);
+    }
+    if (settings.autostart) spec.set_autostart(*settings.autostart);
     return absl::OkStatus();
   });
 }
 
 absl::Status Machine::AddStaticForward(const cove::v1::StaticForward& forward) {
-  return ChangePortSettings([&forward](cove::v1::MachineSpec& spec) {
+  return ChangeSpec([&forward](cove::v1::MachineSpec& spec) {
     *spec.add_static_forwards() = forward;
     return absl::OkStatus();
   });
@@ -83,7 +98,7 @@ absl::Status Machine::AddStaticForward(const cove::v1::StaticForward& forward) {
 
 absl::Status Machine::RemoveStaticForward(const cove::v1::StaticForward& forward) {
   const ForwardKey want = StaticForwardKey(forward);
-  return ChangePortSettings([&](cove::v1::MachineSpec& spec) {
+  return ChangeSpec([&](cove::v1::MachineSpec& spec) {
     auto* list = spec.mutable_static_forwards();
     const int before = list->size();
     for (int i = list->size() - 1; i >= 0; i--) {
@@ -128,6 +143,51 @@ void Machine::Persist() {
 }
 
 void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
+  const bool pending_restart = restart_timer_.active();
+  if (!busy() && !vm_) {
+    CancelRestart();
+    record_.set_restarts(0);
+  }
+  BeginStart(timeout_s, pending_restart ? "start requested (instead of the pending restart)"
+                                        : "start requested",
+             std::move(progress), std::move(done));
+}
+
+void Machine::CancelRestart() { restart_timer_.Stop(); }
+
+void Machine::MaybeRestart(const std::string& why) {
+  const cove::v1::MachineSpec& spec = record_.spec();
+  if (spec.restart() != cove::v1::RESTART_POLICY_ON_FAILURE) return;
+  const uint32_t done = record_.restarts();
+  if (done >= spec.max_restarts()) {
+    record_.set_error(absl::StrCat(why, "; not restarted: ", done,
+                                   " automatic restarts in a row already (the limit); start it "
+                                   "with `cove start ",
+                                   name(), "`"));
+    Persist();
+    spdlog::warn("{}: restart limit ({}) reached", name(), spec.max_restarts());
+    return;
+  }
+  const uint64_t delay_ms = std::min<uint64_t>(uint64_t{1000} << std::min<uint32_t>(done, 5),
+                                               30 * 1000);
+  spdlog::info("{}: restart {} of {} in {} ms (policy on-failure)", name(), done + 1,
+               spec.max_restarts(), delay_ms);
+  restart_timer_.Start(delay_ms, [this, why]() {
+    if (state() != cove::v1::MACHINE_STATE_ERROR || vm_) return;
+    record_.set_restarts(record_.restarts() + 1);
+    automatic_start_ = true;
+    BeginStart(0,
+               absl::StrCat("restart ", record_.restarts(), " of ", record_.spec().max_restarts(),
+                            " after: ", why),
+               [](int, const std::string&) {},
+               [this](absl::Status st) {
+                 if (!st.ok()) spdlog::warn("{}: restart failed: {}", name(), std::string(st.message()));
+               });
+  });
+}
+
+void Machine::BeginStart(uint32_t timeout_s, const std::string& why, Progress progress,
+                         Done done) {
   if (state() == cove::v1::MACHINE_STATE_RUNNING) {
     return done(
         absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already running")));
@@ -145,7 +205,7 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   start_done_ = std::move(done);
   stop_requested_ = false;
   record_.clear_error();
-  SetState(cove::v1::MACHINE_STATE_STARTING, "start requested");
+  SetState(cove::v1::MACHINE_STATE_STARTING, why);
   start_progress_(cove::v1::START_PHASE_PREPARING_DISK, "checking image and disk");
 
   auto image = env_.images.Load(record_.image().path(), /*verify_digests=*/false);
@@ -169,10 +229,28 @@ void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
                                   " agent, so use a ", HostArch(), " machine (--arch ", HostArch(),
                                   ")"));
   }
-  if (auto st = WriteMachineInitrd(image->initrd, agent, dir + "/initrd.img"); !st.ok()) {
-    return FailStart(std::string(st.message()));
-  }
+  // Building the initrd (the image's plus cove-agent, ~10 MB) takes ~100 ms:
+  // off the loop, so other machines and List/Get never wait for it.
+  start_progress_(cove::v1::START_PHASE_PREPARING_DISK, "adding cove-agent to the initrd");
+  auto written = std::make_shared<absl::Status>();
+  const uint64_t attempt = ++start_attempt_;
+  std::weak_ptr<bool> alive = alive_;
+  env_.loop.Offload(
+      [written, initrd = image->initrd, agent, out = dir + "/initrd.img"]() {
+        *written = WriteMachineInitrd(initrd, agent, out);
+      },
+      [this, alive, written, attempt, timeout_s]() {
+        if (alive.expired()) return;  // deleted meanwhile
+        // A stop cancelled this start meanwhile (and maybe another began).
+        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || vm_) {
+          return;
+        }
+        if (!written->ok()) return FailStart(std::string(written->message()));
+        ContinueStart(timeout_s);
+      });
+}
 
+void Machine::ContinueStart(uint32_t timeout_s) {
   start_deadline_.Start(
       static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
       [this, timeout_s]() {
@@ -519,8 +597,7 @@ void Machine::OnVmExit(const VmExit& exit) {
   }
   record_.set_pid(0);
   record_.clear_guest();
-  ::unlink(record_.paths().qmp_socket().c_str());
-  ::unlink(record_.paths().agent_socket().c_str());
+  RemoveRunFiles();
   start_deadline_.Stop();
   stop_step_.Stop();
   if (stop_requested_) {
@@ -540,17 +617,22 @@ void Machine::OnVmExit(const VmExit& exit) {
   const std::string why = absl::StrCat(exit.reason, "; last console lines: ", SerialTail());
   SetState(cove::v1::MACHINE_STATE_ERROR, why);
   if (was_starting) FinishStart(absl::AbortedError(why));
+  MaybeRestart(exit.reason);
 }
 
 void Machine::FailStart(const std::string& why) {
+  const bool automatic = automatic_start_;
   start_deadline_.Stop();
   SetState(cove::v1::MACHINE_STATE_ERROR, why);
   if (vm_) vm_->Kill();  // OnVmExit cleans up
   FinishStart(absl::FailedPreconditionError(why));
+  // A failed automatic restart counts against the limit and tries again.
+  if (automatic) MaybeRestart(why);
 }
 
 void Machine::FinishStart(absl::Status status) {
   start_deadline_.Stop();
+  automatic_start_ = false;
   start_progress_ = nullptr;
   if (auto done = std::move(start_done_); done) done(status);
   start_done_ = nullptr;
@@ -558,8 +640,15 @@ void Machine::FinishStart(absl::Status status) {
 
 void Machine::Adopt() {
   const MachineState s = state();
+  if (s == cove::v1::MACHINE_STATE_ERROR && record_.pid() == 0 &&
+      record_.spec().restart() == cove::v1::RESTART_POLICY_ON_FAILURE &&
+      record_.restarts() < record_.spec().max_restarts()) {
+    // coved died while a restart waited for its backoff: the policy goes on.
+    return MaybeRestart(record_.error());
+  }
   if (s != cove::v1::MACHINE_STATE_RUNNING && s != cove::v1::MACHINE_STATE_STARTING &&
       s != cove::v1::MACHINE_STATE_STOPPING) {
+    if (record_.has_spec()) RemoveRunFiles();  // left by a crash
     return;
   }
   const int pid = record_.pid();
@@ -569,6 +658,7 @@ void Machine::Adopt() {
   if (!vm.ok()) {
     record_.set_pid(0);
     record_.clear_guest();
+    RemoveRunFiles();
     SetState(
         cove::v1::MACHINE_STATE_STOPPED,
         absl::StrCat("its qemu ended while coved was not running (", vm.status().message(), ")"));
@@ -594,6 +684,15 @@ void Machine::Adopt() {
     EscalateStop(cove::v1::STOP_PHASE_ACPI_POWERDOWN);
   }
   StartAgentLink();
+}
+
+void Machine::RemoveRunFiles() const {
+  // qemu removes its pid file only when it exits cleanly.
+  for (const std::string& path :
+       {record_.paths().qmp_socket(), record_.paths().agent_socket(), record_.dir() + "/qemu.pid",
+        record_.dir() + "/containerd.sock", record_.dir() + "/docker.sock"}) {
+    if (::unlink(path.c_str()) == 0) spdlog::debug("{}: removed {}", name(), path);
+  }
 }
 
 std::string Machine::SerialTail() const {

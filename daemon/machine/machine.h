@@ -3,11 +3,14 @@
 //   stopped --Start--> starting --runtime ready--> running --Stop--> stopping --> stopped
 //      ^                  |                        |                              |
 //      +---- error <------+------ qemu crashed ----+------------------------------+
+//              |                                                                  
+//              +--(restart policy on-failure: after a backoff)--> starting
 //
 // One operation at a time: Start while starting or stopping, or Stop while
 // stopping, is refused with FAILED_PRECONDITION; Stop while starting cancels
 // the start. The hypervisor exiting at any time ends in stopped (the guest
-// powered off) or error (a crash), with an event.
+// powered off) or error (a crash), with an event. A client's Start or Stop
+// cancels a pending automatic restart and resets the restart count.
 #pragma once
 
 #include <cstdint>
@@ -67,13 +70,21 @@ class Machine {
   cove::v1::MachineState state() const { return record_.state(); }
   bool busy() const;
 
+  // A client's start. Resets the automatic restart count.
   void Start(uint32_t timeout_s, Progress progress, Done done);
   // Switches the container runtime (both are in every image) of a machine
   // that is not running.
   absl::Status SetRuntime(cove::v1::Runtime runtime);
   // Replaces the port rules, or adds or removes a static forward; a running
   // machine re-decides its forwards at once. Checked input only (spec.h).
-  absl::Status SetPortRules(const google::protobuf::RepeatedPtrField<cove::v1::PortRule>& rules);
+  // What `cove set` changes; each part that is set replaces the old value.
+  // All or nothing: one bad part refuses the whole change.
+  struct Settings {
+    std::optional<google::protobuf::RepeatedPtrField<cove::v1::PortRule>> port_rules;
+    std::optional<std::pair<cove::v1::RestartPolicy, uint32_t>> restart;  // policy, limit
+    std::optional<bool> autostart;
+  };
+  absl::Status ChangeSettings(const Settings& settings);
   absl::Status AddStaticForward(const cove::v1::StaticForward& forward);
   absl::Status RemoveStaticForward(const cove::v1::StaticForward& forward);
   void Stop(bool force, uint32_t timeout_s, Progress progress, Done done);
@@ -87,6 +98,13 @@ class Machine {
 
  private:
   void SetState(cove::v1::MachineState state, const std::string& why);
+  void BeginStart(uint32_t timeout_s, const std::string& why, Progress progress, Done done);
+  // Once the initrd is written: the deadline, the accelerator, the boot.
+  void ContinueStart(uint32_t timeout_s);
+  // After a failure: under the on-failure policy, schedules the next start
+  // (1 s, 2 s, 4 s ... 30 s), or says why it will not.
+  void MaybeRestart(const std::string& why);
+  void CancelRestart();
   void Persist();
   void Boot(cove::v1::Accel accel);
   LaunchSpec MakeLaunchSpec(cove::v1::Accel accel) const;
@@ -106,9 +124,10 @@ class Machine {
   void OpenSocketForwards();
   void CloseSocketForwards();
   void OnForwardChange(const cove::v1::Forward& forward);
-  // Applies `change` to a copy of the spec; keeps it if the port settings
-  // still check out, and re-decides the forwards of a running machine.
-  absl::Status ChangePortSettings(
+  // Applies `change` to a copy of the spec; keeps it if the port and
+  // restart settings still check out, and re-decides the forwards of a
+  // running machine.
+  absl::Status ChangeSpec(
       const std::function<absl::Status(cove::v1::MachineSpec&)>& change);
   void ReapExecs();
   void OnVmExit(const VmExit& exit);
@@ -117,6 +136,8 @@ class Machine {
   void FinishStop(absl::Status status);
   void EscalateStop(int phase);
   std::string SerialTail() const;
+  // Sockets and the pid file of a hypervisor that is gone.
+  void RemoveRunFiles() const;
 
   MachineEnv& env_;
   cove::v1::Machine record_;
@@ -131,12 +152,17 @@ class Machine {
   std::vector<std::unique_ptr<StreamConn>> reverse_conns_;
   Timer start_deadline_;
   Timer stop_step_;
+  Timer restart_timer_;
   Progress start_progress_, stop_progress_;
   Done start_done_, stop_done_;
   uint64_t launch_ms_ = 0;
   int stop_phase_ = 0;
+  // Counts starts, so a late initrd write knows whether its start still runs.
+  uint64_t start_attempt_ = 0;
   uint32_t stop_timeout_s_ = 0;
   bool stop_requested_ = false;
+  // The start under way was the restart policy's, not a client's.
+  bool automatic_start_ = false;
   // Callbacks that may outlive the machine (the accelerator probe) hold a
   // weak reference to this and do nothing once it is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -145,9 +145,13 @@ void MachineManager::Remove(const std::string& name) {
   if (it == machines_.end()) return;
   const std::string dir = env_.store.dir(name);
   machines_.erase(it);
+  // Out of sight first: a crash mid-delete must not leave half a machine.
+  const std::string doomed = env_.store.deleting_dir(name);
   std::error_code ec;
-  fs::remove_all(dir, ec);
-  if (ec) spdlog::error("{}: cannot remove {}: {}", name, dir, ec.message());
+  fs::rename(dir, doomed, ec);
+  const std::string& gone = ec ? dir : doomed;
+  fs::remove_all(gone, ec);
+  if (ec) spdlog::error("{}: cannot remove {}: {}", name, gone, ec.message());
   spdlog::info("{}: deleted", name);
   cove::v1::Event event;
   event.set_kind(cove::v1::EVENT_KIND_MACHINE_DELETED);

@@ -17,12 +17,18 @@ void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done)
     return done(
         absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already stopping")));
   }
+  const bool pending_restart = restart_timer_.active();
+  CancelRestart();
+  record_.set_restarts(0);
   if (!vm_) {
     if (state() == cove::v1::MACHINE_STATE_STARTING) {
       FinishStart(absl::CancelledError("the start was cancelled by a stop"));
       SetState(cove::v1::MACHINE_STATE_STOPPED, "start cancelled");
     }
-    progress(cove::v1::STOP_PHASE_STOPPED, "already stopped");
+    progress(cove::v1::STOP_PHASE_STOPPED,
+             pending_restart ? "not running; its pending automatic restart is cancelled"
+                             : "already stopped");
+    Persist();
     return done(absl::OkStatus());
   }
   if (state() == cove::v1::MACHINE_STATE_STARTING) {

@@ -102,7 +102,32 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   }
   if (auto st = CheckReverseSockets(spec); !st.ok()) return st;
   if (auto st = CheckPortSettings(spec); !st.ok()) return st;
+  if (auto st = NormalizeRestart(spec); !st.ok()) return st;
   return spec;
+}
+
+absl::Status NormalizeRestart(cove::v1::MachineSpec& spec) {
+  switch (spec.restart()) {
+    case cove::v1::RESTART_POLICY_UNSPECIFIED:
+    case cove::v1::RESTART_POLICY_NEVER:
+      spec.set_restart(cove::v1::RESTART_POLICY_NEVER);
+      if (spec.max_restarts() != 0) {
+        return absl::InvalidArgumentError(
+            "a restart limit needs the on-failure policy; use --restart on-failure:N");
+      }
+      return absl::OkStatus();
+    case cove::v1::RESTART_POLICY_ON_FAILURE:
+      if (spec.max_restarts() == 0) spec.set_max_restarts(kDefaultMaxRestarts);
+      if (spec.max_restarts() > kMaxRestarts) {
+        return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxRestarts,
+                                                       " restarts in a row; use --restart "
+                                                       "on-failure:N with N from 1 to ",
+                                                       kMaxRestarts));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("unknown restart policy; use never or on-failure[:N]");
+  }
 }
 
 absl::Status CheckReverseSockets(const cove::v1::MachineSpec& spec) {

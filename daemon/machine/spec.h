@@ -25,11 +25,17 @@ inline constexpr uint64_t kDefaultMemory = 2ull << 30;
 inline constexpr uint64_t kDefaultDisk = 20ull << 30;
 inline constexpr uint64_t kMinMemory = 256ull << 20;
 inline constexpr uint64_t kMinDisk = 1ull << 30;
+inline constexpr uint32_t kDefaultMaxRestarts = 3;
+inline constexpr uint32_t kMaxRestarts = 100;
 
 // Fills defaults (2 CPUs, 2 GiB, 20 GiB, host arch, auto accel, qemu) and
 // checks limits; errors say what to change. Does not look at the image.
 absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec& in,
                                                     const HostResources& host);
+
+// The restart policy: unspecified becomes never; on-failure gets its
+// default limit (3); a limit above 100, or one without on-failure, is refused.
+absl::Status NormalizeRestart(cove::v1::MachineSpec& spec);
 
 // Reverse sockets: valid unique names, absolute paths that fit a unix
 // socket, no guest path twice.

@@ -49,18 +49,33 @@ absl::Status MachineStore::Save(const cove::v1::Machine& machine) {
   return WriteFileAtomically(json_path(machine.name()), ToJson(machine));
 }
 
+void MachineStore::RemoveTempFiles(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!absl::StartsWith(entry.path().filename().string(), ".tmp-")) continue;
+    spdlog::warn("removing {}: left by an interrupted write", entry.path().string());
+    fs::remove(entry.path(), ec);
+  }
+}
+
+std::string MachineStore::deleting_dir(const std::string& name) const {
+  return layout_.machines() + "/.deleting-" + name;
+}
+
 std::vector<cove::v1::Machine> MachineStore::LoadAll() {
   std::vector<cove::v1::Machine> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(layout_.machines(), ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory()) continue;
-    if (absl::StartsWith(name, ".creating-")) {
-      spdlog::warn("removing {}: left by an interrupted create", entry.path().string());
+    if (absl::StartsWith(name, ".creating-") || absl::StartsWith(name, ".deleting-")) {
+      spdlog::warn("removing {}: left by an interrupted {}", entry.path().string(),
+                   name[1] == 'c' ? "create" : "delete");
       fs::remove_all(entry.path(), ec);
       continue;
     }
     if (!ValidateName(name).ok()) continue;
+    RemoveTempFiles(entry.path().string());
     auto machine = Load(name);
     if (machine.ok()) {
       out.push_back(*std::move(machine));

@@ -19,8 +19,9 @@ class MachineStore {
 
   // One entry per machine directory. A directory whose machine.json is
   // missing or corrupt is returned in MACHINE_STATE_ERROR with the reason, so
-  // the other machines keep working. Leftovers of interrupted creates
-  // (".creating-*") are removed.
+  // the other machines keep working. Leftovers of interrupted creates and
+  // deletes (".creating-*", ".deleting-*") and of interrupted atomic writes
+  // (".tmp-*" in a machine directory) are removed.
   std::vector<cove::v1::Machine> LoadAll();
 
   absl::StatusOr<cove::v1::Machine> Load(const std::string& name);
@@ -33,11 +34,17 @@ class MachineStore {
     return layout_.machines() + "/.creating-" + name;
   }
 
+  // Where a machine is moved first when deleted, so a crash mid-delete
+  // never leaves a machine without its machine.json.
+  std::string deleting_dir(const std::string& name) const;
+
   // Serialisation, for tests.
   static std::string ToJson(const cove::v1::Machine& machine);
   static absl::StatusOr<cove::v1::Machine> FromJson(const std::string& json);
 
  private:
+  static void RemoveTempFiles(const std::string& dir);
+
   HomeLayout layout_;
 };
 

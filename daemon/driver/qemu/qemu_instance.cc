@@ -170,10 +170,15 @@ void QemuInstance::OnProcessGone() {
       exit.reason = guest_shutdown_ ? "guest powered off" : "qemu exited";
     }
   } else {
+    // Not our child (an earlier coved started it): no exit status to read.
     exit.clean = guest_shutdown_ || quit_requested_;
     exit.reason = guest_shutdown_   ? "guest powered off"
                   : quit_requested_ ? "qemu quit"
-                                    : absl::StrCat("qemu (pid ", pid_, ") ended unexpectedly");
+                  : guest_reset_    ? "the guest rebooted or its kernel panicked"
+                                    : absl::StrCat("qemu (pid ", pid_,
+                                                   ") ended without a shutdown: killed or crashed "
+                                                   "(its exit status went to the coved that "
+                                                   "started it)");
   }
   if (quit_requested_ && !exit.clean && exit.reason.find("signal") == std::string::npos) {
     exit.clean = true;

@@ -2,6 +2,9 @@
 // real VM cannot be made to take on demand. The happy path (boot, agent
 // hello, stop) is tested for real in tests/integration.
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <thread>
 #include <filesystem>
 
 #include "daemon/machine/machine_manager.h"
@@ -47,6 +50,7 @@ class FakeDriver : public Driver {
     if (!launch_error.ok()) return launch_error;
     auto vm = std::make_unique<FakeInstance>(std::move(cb));
     last = vm.get();
+    launches++;
     return vm;
   }
   absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec&, int, VmCallbacks) override {
@@ -54,6 +58,7 @@ class FakeDriver : public Driver {
   }
   absl::Status launch_error;
   FakeInstance* last = nullptr;
+  int launches = 0;
   LaunchSpec last_spec;
 };
 
@@ -94,6 +99,16 @@ struct Fixture {
   void Spin() {
     for (int i = 0; i < 5; ++i) uv_run(loop.uv(), UV_RUN_NOWAIT);
   }
+  // Runs the loop until `done` holds (work on the thread pool, timers), at
+  // most `limit_ms`.
+  bool SpinUntil(const std::function<bool()>& done, int limit_ms = 5000) {
+    for (int waited = 0; waited < limit_ms; waited += 2) {
+      uv_run(loop.uv(), UV_RUN_NOWAIT);
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return done();
+  }
 };
 
 auto Ignore() {
@@ -121,9 +136,10 @@ TEST_CASE("a launch failure puts the machine in error with the reason", "[machin
   Fixture f;
   Machine* m = f.Create("dev");
   f.driver.launch_error = absl::FailedPreconditionError("qemu-system-x86_64 is not installed");
-  absl::Status result;
+  std::optional<absl::Status> result;
   m->Start(0, Ignore(), [&](absl::Status st) { result = st; });
-  CHECK(absl::IsFailedPrecondition(result));
+  REQUIRE(f.SpinUntil([&]() { return result.has_value(); }));
+  CHECK(absl::IsFailedPrecondition(*result));
   CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
   CHECK(m->view().error().find("not installed") != std::string::npos);
   // The reason is saved too.
@@ -139,7 +155,7 @@ TEST_CASE("qemu dying during start is an error, and the kernel cmdline names the
   m->Start(
       0, [&](int p, const std::string&) { phases.push_back(p); },
       [&](absl::Status st) { result = st; });
-  REQUIRE(f.driver.last != nullptr);
+  REQUIRE(f.SpinUntil([&]() { return f.driver.last != nullptr; }));
   CHECK(m->state() == cove::v1::MACHINE_STATE_STARTING);
   CHECK(f.driver.last_spec.cmdline.find("cove.hostname=dev") != std::string::npos);
   CHECK(phases.back() == cove::v1::START_PHASE_WAITING_FOR_AGENT);
@@ -237,4 +253,29 @@ TEST_CASE("a foreign-architecture guest without its agent fails to start with a 
   CHECK(std::string(result.message()).find("no cove-agent for " + foreign) != std::string::npos);
   CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
   CHECK(f.driver.last == nullptr);  // qemu was never launched
+}
+
+TEST_CASE("the on-failure policy restarts a crashed machine up to its limit", "[machine]") {
+  Fixture f;
+  Machine* m = f.Create("dev");
+  Machine::Settings settings;
+  settings.restart = std::make_pair(cove::v1::RESTART_POLICY_ON_FAILURE, 1u);
+  REQUIRE(m->ChangeSettings(settings).ok());
+  m->Start(0, Ignore(), [](absl::Status) {});
+  REQUIRE(f.SpinUntil([&]() { return f.driver.last != nullptr; }));
+  f.driver.last->Exit({false, "qemu was killed by signal 9 (Killed)"});
+  f.Spin();
+  CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
+  // After the 1 s backoff, a second qemu.
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 2; }, 4000));
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STARTING);
+  CHECK(m->view().restarts() == 1);
+  f.driver.last->Exit({false, "qemu was killed by signal 9 (Killed)"});
+  f.Spin();
+  CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
+  CHECK(m->view().error().find("not restarted") != std::string::npos);
+
+  // A client's start resets the count.
+  m->Start(0, Ignore(), [](absl::Status) {});
+  CHECK(m->view().restarts() == 0);
 }

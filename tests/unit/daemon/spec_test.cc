@@ -60,3 +60,27 @@ TEST_CASE("hardware accelerators must fit host and guest", "[spec]") {
   in.set_accel(cove::v1::ACCEL_TCG);
   CHECK(NormalizeSpec(in, Host()).ok());
 }
+
+TEST_CASE("the restart policy gets its default limit and bounds", "[spec]") {
+  cove::v1::MachineSpec in;
+  auto spec = NormalizeSpec(in, Host());
+  REQUIRE(spec.ok());
+  CHECK(spec->restart() == cove::v1::RESTART_POLICY_NEVER);
+  CHECK(spec->max_restarts() == 0);
+
+  in.set_restart(cove::v1::RESTART_POLICY_ON_FAILURE);
+  spec = NormalizeSpec(in, Host());
+  REQUIRE(spec.ok());
+  CHECK(spec->max_restarts() == kDefaultMaxRestarts);
+
+  in.set_max_restarts(kMaxRestarts + 1);
+  spec = NormalizeSpec(in, Host());
+  REQUIRE_FALSE(spec.ok());
+  CHECK(spec.status().message().find("on-failure:N") != std::string::npos);
+
+  in.set_restart(cove::v1::RESTART_POLICY_NEVER);
+  in.set_max_restarts(2);
+  spec = NormalizeSpec(in, Host());
+  REQUIRE_FALSE(spec.ok());
+  CHECK(spec.status().message().find("needs the on-failure policy") != std::string::npos);
+}
