@@ -25,5 +25,6 @@ void RegisterCopy(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterPorts(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterForward(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterSet(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterDaemon(CLI::App& app, Context& ctx, int& exit_code);
 
 }  // namespace cove::client

@@ -46,11 +46,12 @@ const HomeLayout& Context::layout() {
   return *layout_;
 }
 
-absl::Status Context::EnsureDaemon() {
+absl::Status Context::EnsureDaemon(bool explicit_start) {
   const std::string sock = layout().socket();
   if (auto st = CheckSocketPath(sock); !st.ok()) return st;
   if (SocketAnswers(sock)) return absl::OkStatus();
-  if (const char* no = std::getenv("COVE_NO_AUTOSTART"); no && std::string(no) == "1") {
+  if (const char* no = std::getenv("COVE_NO_AUTOSTART");
+      !explicit_start && no && std::string(no) == "1") {
     return absl::UnavailableError(absl::StrCat("coved is not running (no answer on ", sock,
                                                ") and COVE_NO_AUTOSTART=1; start it with "
                                                "`coved &` or unset COVE_NO_AUTOSTART"));

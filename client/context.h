@@ -32,8 +32,11 @@ class Context {
 
   bool json = false;  // --json given to the command
 
+  // Starts coved unless something answers on the socket. `explicit_start`
+  // (cove daemon start) starts it even with COVE_NO_AUTOSTART=1.
+  absl::Status EnsureDaemon(bool explicit_start = false);
+
  private:
-  absl::Status EnsureDaemon();
 
   std::unique_ptr<HomeLayout> layout_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   RegisterPorts(app, ctx, exit_code);
   RegisterForward(app, ctx, exit_code);
   RegisterSet(app, ctx, exit_code);
+  RegisterDaemon(app, ctx, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

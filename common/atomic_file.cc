@@ -1,6 +1,7 @@
 #include "common/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,15 +17,29 @@ namespace cove {
 namespace {
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
-  const int err = errno;
+  return FileError(what, path, errno);
+}
+
+}  // namespace
+
+absl::Status FileError(absl::string_view what, const std::string& path, int err) {
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   if (err == ENOSPC || err == EDQUOT) {
-    return absl::ResourceExhaustedError(absl::StrCat(msg, " (free some disk space)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(msg, " (the disk is out of space: free some, then try again)"));
   }
   return absl::InternalError(msg);
 }
 
-}  // namespace
+absl::Status CheckFreeSpace(const std::string& dir, uint64_t need_bytes, absl::string_view what) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) return absl::OkStatus();  // the write will tell
+  const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
+  if (free_bytes >= need_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      what, " needs about ", (need_bytes + (1 << 20) - 1) >> 20, " MiB but ", dir,
+      " has only ", free_bytes >> 20, " MiB free (out of space: free some, then try again)"));
+}
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, int mode) {
   const std::filesystem::path target(path);

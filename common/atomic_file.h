@@ -2,6 +2,7 @@
 // either the old contents or the new, never a torn file.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -15,6 +16,14 @@ namespace cove {
 // startup repair can find leftovers.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents,
                                  int mode = 0600);
+
+// RESOURCE_EXHAUSTED, saying how much is missing, unless the filesystem
+// holding `dir` has `need_bytes` free; `what` is what needs them ("the
+// image copy").
+absl::Status CheckFreeSpace(const std::string& dir, uint64_t need_bytes, absl::string_view what);
+
+// "No space left on device" errors say what to do; others pass through.
+absl::Status FileError(absl::string_view what, const std::string& path, int err);
 
 // Whole file, or NOT_FOUND / an I/O error.
 absl::StatusOr<std::string> ReadFile(const std::string& path);

@@ -6,9 +6,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/version.h"
 #include "daemon/api/daemon_service.h"
 #include "daemon/api/images_service.h"
@@ -27,7 +32,37 @@ constexpr int kMaxMessageBytes = 4 << 20;
 
 std::string AgentPath(const std::string& exe_dir) {
   if (const char* env = std::getenv("COVE_AGENT_PATH"); env && *env) return env;
+  // Installed (packaging/CMakeLists.txt): PREFIX/lib/cove/cove-agent.
+  const std::string installed = exe_dir + "/../lib/cove/cove-agent";
+  if (::access(installed.c_str(), X_OK) == 0) return installed;
   return exe_dir + "/cove-agent";
+}
+
+// The host's boot: Linux's boot_id, macOS's boot time.
+std::string BootId() {
+#if defined(__APPLE__)
+  timeval boot{};
+  size_t size = sizeof(boot);
+  int mib[2] = {CTL_KERN, KERN_BOOTTIME};
+  if (::sysctl(mib, 2, &boot, &size, nullptr, 0) != 0) return "";
+  return std::to_string(boot.tv_sec);
+#else
+  auto id = ReadFile("/proc/sys/kernel/random/boot_id");
+  return id.ok() ? std::string(absl::StripAsciiWhitespace(*id)) : "";
+#endif
+}
+
+// True for the first coved since the host booted (at login), false for a
+// coved restarted after a crash or an upgrade: autostart runs only then, so
+// a machine the user stopped stays stopped when coved is restarted.
+bool FirstSinceBoot(const std::string& marker) {
+  const std::string boot = BootId();
+  auto last = ReadFile(marker);
+  if (last.ok() && *last == boot) return false;
+  if (auto st = WriteFileAtomically(marker, boot, 0600); !st.ok()) {
+    spdlog::warn("cannot record the boot for autostart: {}", std::string(st.message()));
+  }
+  return true;
 }
 
 }  // namespace
@@ -74,9 +109,15 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   if (!server) return absl::InternalError("cannot start the gRPC server");
 
   api::UnixListener listener(layout.socket(), auth);
-  if (auto st = listener.Listen(); !st.ok()) return st;
+  auto activated = listener.TakeActivated();
+  if (!activated.ok()) return activated.status();
+  if (!*activated) {
+    if (auto st = listener.Listen(); !st.ok()) return st;
+  }
   listener.Serve(server.get());
-  spdlog::info("coved {} listening on {} (pid {})", kVersion, layout.socket(), ::getpid());
+  spdlog::info("coved {} listening on {} (pid {}{})", kVersion, layout.socket(), ::getpid(),
+               *activated ? ", socket-activated" : "");
+  if (FirstSinceBoot(layout.home + "/boot-id")) manager.Autostart();
 
   // SIGTERM / SIGINT: stop accepting, give RPCs 3 s, stop the loop. The
   // shutdown runs on its own thread because Server::Shutdown waits for

@@ -12,7 +12,7 @@ packages=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev nlohmann-json3-dev libuv1-dev libcli11-dev libssl-dev
-  catch2
+  libsystemd-dev catch2
   # run: the hypervisor and disk tool
   qemu-system-x86 qemu-utils
   # guest image recipe (guest/image/build-image)
@@ -24,6 +24,9 @@ packages=(
   # and UDP client, curl and ss (iproute2) for the port forwarding tests,
   # iperf3 for the forwarding benchmark
   tmux socat curl iproute2 iperf3
+  # tests: systemd-socket-activate (socket activation), file and dpkg-deb
+  # (the .deb from cpack)
+  systemd file dpkg
 )
 
 missing=()

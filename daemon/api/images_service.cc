@@ -4,6 +4,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "absl/strings/str_join.h"
 #include "daemon/api/status.h"
 #include "daemon/loop/channel.h"
@@ -51,6 +52,17 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
           grpc::StatusCode::FAILED_PRECONDITION,
           absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use the image at ", out,
                        "; delete them first or build to another --output"));
+    }
+  }
+  // A Debian root filesystem, its packages and the finished image.
+  constexpr uint64_t kBuildBytes = uint64_t{1} << 30;
+  for (fs::path dir : {fs::path(build_cache_), fs::path(out).parent_path()}) {
+    std::error_code ec;
+    while (!fs::exists(dir, ec) && dir.has_parent_path() && dir != dir.parent_path()) {
+      dir = dir.parent_path();  // not made yet: its filesystem is its parent's
+    }
+    if (auto st = CheckFreeSpace(dir.string(), kBuildBytes, "an image build"); !st.ok()) {
+      return ToGrpc(st);
     }
   }
   using Item = std::variant<cove::v1::BuildImageResponse, absl::Status>;
@@ -129,11 +141,19 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   const std::string staging = dest + ".importing";
   std::error_code ec;
   fs::remove_all(staging, ec);
+  uint64_t bytes = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(src->path, ec)) {
+    if (entry.is_regular_file(ec)) bytes += entry.file_size(ec);
+  }
+  if (auto st = CheckFreeSpace(images_.cache_path(""), bytes, "the image copy"); !st.ok()) {
+    return ToGrpc(st);
+  }
   fs::copy(src->path, staging, fs::copy_options::recursive, ec);
   if (!ec) fs::rename(staging, dest, ec);
   if (ec) {
+    const int err = ec.value();
     fs::remove_all(staging, ec);
-    return grpc::Status(grpc::StatusCode::INTERNAL, "cannot copy the image: " + ec.message());
+    return ToGrpc(FileError("cannot copy the image to", staging, err));
   }
   auto image = images_.Load(dest, false);
   if (!image.ok()) return ToGrpc(image.status());

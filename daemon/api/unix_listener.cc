@@ -1,5 +1,11 @@
 #include "daemon/api/unix_listener.h"
 
+#if defined(COVE_HAVE_LIBSYSTEMD)
+#include <systemd/sd-daemon.h>
+#elif defined(__APPLE__)
+#include <launch.h>
+#endif
+
 #include <fcntl.h>
 #include <grpcpp/server_posix.h>
 #include <poll.h>
@@ -9,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +40,40 @@ bool PeerUid(int fd, uid_t* uid) {
 }  // namespace
 
 UnixListener::~UnixListener() { Stop(); }
+
+absl::StatusOr<bool> UnixListener::TakeActivated() {
+  int fd = -1;
+#if defined(COVE_HAVE_LIBSYSTEMD)
+  const int n = sd_listen_fds(/*unset_environment=*/1);
+  if (n <= 0) return false;
+  for (int i = 0; i < n; ++i) {
+    if (sd_is_socket_unix(SD_LISTEN_FDS_START + i, SOCK_STREAM, 1, path_.c_str(), 0) > 0) {
+      fd = SD_LISTEN_FDS_START + i;
+    } else {
+      ::close(SD_LISTEN_FDS_START + i);  // not ours; do not leak it into qemu
+    }
+  }
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "systemd passed ", n, " socket(s) but none listens at ", path_,
+        "; set ListenStream=", path_, " in coved.socket (`cove daemon install` writes it)"));
+  }
+#elif defined(__APPLE__)
+  int* fds = nullptr;
+  size_t count = 0;
+  if (launch_activate_socket("Listeners", &fds, &count) != 0 || count == 0) return false;
+  fd = fds[0];
+  for (size_t i = 1; i < count; ++i) ::close(fds[i]);
+  std::free(fds);
+#else
+  return false;
+#endif
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  fd_ = fd;
+  activated_ = true;
+  if (::pipe2(wake_, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  return true;
+}
 
 absl::Status UnixListener::Listen() {
   sockaddr_un addr{};
@@ -103,7 +144,7 @@ void UnixListener::Stop() {
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
-    ::unlink(path_.c_str());
+    if (!activated_) ::unlink(path_.c_str());
   }
   for (int& w : wake_) {
     if (w >= 0) ::close(w);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "daemon/api/peer_auth.h"
 
 namespace cove::daemon::api {
@@ -21,6 +22,11 @@ class UnixListener {
   UnixListener(std::string path, PeerAuth& auth) : path_(std::move(path)), auth_(auth) {}
   ~UnixListener();
 
+  // Takes the listening socket systemd (sd_listen_fds, a coved.socket unit)
+  // or launchd (the "Listeners" socket of the LaunchAgent) made for coved.
+  // False when coved was not socket-activated; an error when it was, but the
+  // socket is not a listening unix socket at this path.
+  absl::StatusOr<bool> TakeActivated();
   // Binds and listens (replacing a stale socket file).
   absl::Status Listen();
   // Starts handing connections to `server`.
@@ -34,6 +40,8 @@ class UnixListener {
   const std::string path_;
   PeerAuth& auth_;
   int fd_ = -1;
+  // The socket belongs to systemd or launchd: never unlink it.
+  bool activated_ = false;
   int wake_[2] = {-1, -1};
   std::thread thread_;
 };

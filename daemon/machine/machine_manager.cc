@@ -24,6 +24,20 @@ void MachineManager::LoadAll() {
   spdlog::info("loaded {} machine(s)", machines_.size());
 }
 
+void MachineManager::Autostart() {
+  for (auto& [name, m] : machines_) {
+    const auto state = m->state();
+    if (!m->view().spec().autostart() || (state != cove::v1::MACHINE_STATE_STOPPED &&
+                                          state != cove::v1::MACHINE_STATE_ERROR)) {
+      continue;
+    }
+    spdlog::info("{}: autostart", name);
+    m->Start(0, [](int, const std::string&) {}, [name](absl::Status st) {
+      if (!st.ok()) spdlog::warn("{}: autostart failed: {}", name, std::string(st.message()));
+    });
+  }
+}
+
 absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name,
                                                          const cove::v1::MachineSpec& spec,
                                                          const ImageInfo& image) {

@@ -25,6 +25,10 @@ class MachineManager {
   // still runs.
   void LoadAll();
 
+  // Starts every stopped (or failed) machine marked autostart. coved calls it
+  // once, when it is the first coved since the host booted.
+  void Autostart();
+
   // `spec` must be normalized and `image` loaded (digests checked) already,
   // off the loop thread.
   absl::StatusOr<cove::v1::Machine> Create(const std::string& name,
