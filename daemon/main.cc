@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
   mallopt(M_ARENA_MAX, 2);
+  // libuv's thread pool runs only the blocking file work of starts (the
+  // initrd, EventLoop::Offload); its default 4 threads would idle forever.
+  ::setenv("UV_THREADPOOL_SIZE", "2", /*overwrite=*/0);
   auto home = cove::ResolveCoveHome();
   if (!home.ok()) {
     std::fprintf(stderr, "coved: %s\n", std::string(home.status().message()).c_str());
