@@ -16,12 +16,21 @@ src=$(cd "$here/../.." && pwd)
 out=${COVE_BUILD_DIR:-$src/build}/fuzz
 cxx=${COVE_FUZZ_CXX:-clang++}
 
-# target name, then the project sources it links.
+# target name, then the sources it links: project files, or gen/... for code
+# generated into $out/gen (protobuf, common/version.h; see generate below).
 targets=(
+  "agent_link_fuzz tests/fuzz/agent_link_guest.cc tests/fuzz/agent_link_seeds.cc
+    daemon/agent/agent_link.cc daemon/loop/event_loop.cc daemon/loop/unix_stream.cc
+    daemon/forward/port_rules.cc common/api_names.cc common/stream_mux.cc common/link_frame.cc
+    gen/cove/agent/v1/agent.pb.cc gen/cove/v1/machines.pb.cc"
   "link_frame_fuzz common/link_frame.cc"
   "qmp_stream_fuzz daemon/driver/qemu/qmp_stream.cc"
   "size_name_fuzz common/sizes.cc common/names.cc"
   "stream_mux_fuzz common/stream_mux.cc common/link_frame.cc"
+)
+# Libraries beyond abseil, as pkg-config modules.
+declare -A target_pkgs=(
+  [agent_link_fuzz]="libuv protobuf spdlog fmt"
 )
 
 die() {
@@ -42,10 +51,34 @@ read -ra absl_libs <<<"$absl"
   die "nlohmann/json.hpp is missing; install it (Debian: apt-get install nlohmann-json3-dev)"
 
 mkdir -p "$out"
+
+# Generated sources, made here rather than taken from the cmake build so that
+# the fuzz build does not depend on its state: the protobuf code of proto/
+# and common/version.h.
+gen=$out/gen
+generate() {
+  local proto version
+  command -v protoc >/dev/null ||
+    die "protoc not found; install it (Debian: apt-get install protobuf-compiler libprotobuf-dev)"
+  mkdir -p "$gen/common"
+  for proto in cove/agent/v1/agent.proto cove/v1/machines.proto; do
+    if [ "$src/proto/$proto" -nt "$gen/${proto%.proto}.pb.cc" ]; then
+      protoc --proto_path="$src/proto" --cpp_out="$gen" "$src/proto/$proto"
+    fi
+  done
+  if [ "$src/common/version.h.in" -nt "$gen/common/version.h" ] ||
+    [ "$src/CMakeLists.txt" -nt "$gen/common/version.h" ]; then
+    version=$(sed -n 's/^project(cove VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
+    sed -e "s|@PROJECT_VERSION@|$version|" -e "s|@CMAKE_SOURCE_DIR@|$src|" \
+      -e "s|@CMAKE_BINARY_DIR@|${out%/fuzz}|" -e "s|@CMAKE_INSTALL_PREFIX@|/usr/local|" \
+      "$src/common/version.h.in" >"$gen/common/version.h"
+  fi
+}
+generate
 # Undefined behaviour must abort, or libFuzzer would not see it as a crash.
 # shellcheck disable=SC2054  # the commas belong to -fsanitize=
 cxxflags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-  -I"$src")
+  -I"$src" -I"$gen")
 
 # True when $1 is missing or older than this script, the target's source, a
 # linked project source or a header next to one of them.
@@ -69,13 +102,25 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 status=0
 for entry in "${targets[@]}"; do
-  read -r name sources <<<"$entry"
+  read -r name sources <<<"${entry//$'\n'/ }"
   srcs=()
-  for s in $sources; do srcs+=("$src/$s"); done
+  for s in $sources; do
+    case $s in
+      gen/*) srcs+=("$out/$s") ;;
+      *) srcs+=("$src/$s") ;;
+    esac
+  done
+  pkgs=()
+  if [ -n "${target_pkgs[$name]:-}" ]; then
+    # shellcheck disable=SC2086  # a list of module names
+    flags=$(pkg-config --cflags --libs ${target_pkgs[$name]}) ||
+      die "$name needs the pkg-config modules ${target_pkgs[$name]} (Debian: libuv1-dev libprotobuf-dev libspdlog-dev libfmt-dev)"
+    read -ra pkgs <<<"$flags"
+  fi
   bin=$out/$name
   if stale "$bin" "$name" "${srcs[@]}"; then
     echo "fuzz: building $name"
-    "$cxx" "${cxxflags[@]}" -o "$bin" "$here/$name.cc" "${srcs[@]}" "${absl_libs[@]}"
+    "$cxx" "${cxxflags[@]}" -o "$bin" "$here/$name.cc" "${srcs[@]}" "${pkgs[@]}" "${absl_libs[@]}"
   fi
 
   scratch=$out/corpus/$name

@@ -5,7 +5,8 @@
 #  - kill -9 qemu: the machine is in error within 1 s with the reason, an
 #    event goes out and the host port is free;
 #  - the on-failure restart policy brings a killed machine back, up to its
-#    limit.
+#    limit;
+#  - a guest kernel panic ends in error, named, with the console's lines.
 source "$(dirname "$0")/lib.sh"
 start_coved
 cove create dev "${MACHINE_FLAGS[@]}" --restart on-failure:1
@@ -89,7 +90,13 @@ cove set dev --restart never >/dev/null
 expect_fail "on-failure:N" cove set dev --restart sometimes
 expect_fail "N from 1 to 100" cove set dev --restart on-failure:0
 [ "$(machine_field dev .restart)" = never ] || fail "a refused cove set changed the policy"
-cove stop dev
+
+log "guest kernel panic"
+cove exec dev -- sh -c 'echo c >/proc/sysrq-trigger' >/dev/null 2>&1 || true
+wait_for 30 "error after the panic" sh -c "cove inspect dev --json | jq -e '.state == \"error\"'"
+machine_field dev .error | grep -q "kernel panicked" || fail "a panic is not named: $(machine_field dev .error)"
+machine_field dev .error | grep -qi "sysrq\|panic" || fail "no panic lines from the console"
+[ "$(machine_field dev .restarts)" = 0 ] || fail "restarted under the never policy"
 kill "$events" 2>/dev/null || true
 [ -z "$(our_qemus)" ] || fail "qemu left after stop"
 for f in qmp.sock agent.sock qemu.pid containerd.sock; do
