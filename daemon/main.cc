@@ -2,9 +2,11 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -53,6 +55,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGPIPE, SIG_IGN);
+  // Every forwarded connection holds two descriptors and each forward a
+  // listening socket: the default soft limit (often 1024) is too low.
+  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 65536);
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   // coved handles multi-megabyte buffers now and then (an initrd, image
   // digests) and then idles for days. Fixed thresholds make glibc map such
   // buffers and return them at once; its default adapts the threshold upward

@@ -186,7 +186,9 @@ void AgentLink::OnConnected() {
   retry_.Start(
       kHelloResendMs,
       [this]() {
-        if (!ready_) SendHostHello();
+        // Not while the last one still waits to go out: a guest that does
+        // not read must not make coved queue hellos without end.
+        if (!ready_ && !mux_->HasOutput()) SendHostHello();
       },
       kHelloResendMs);
 }
@@ -241,8 +243,12 @@ void AgentLink::OnData(std::string_view bytes) {
 void AgentLink::OnControl(const std::string& payload) {
   cove::agent::v1::GuestToHost msg;
   if (!msg.ParseFromString(payload)) {
-    spdlog::warn("{}: unparseable control message from the agent ({} bytes)", name_,
-                 payload.size());
+    // A broken or hostile guest: drop the link (the backoff bounds how fast
+    // it can fill the log) rather than skip the message.
+    spdlog::warn("{}: unparseable control message from the agent ({} bytes); dropping the link",
+                 name_, payload.size());
+    stream_.Close();
+    Drop("unparseable control message");
     return;
   }
   // Any message proves the agent alive.
@@ -263,7 +269,7 @@ void AgentLink::OnControl(const std::string& payload) {
           OnConnected();
           return;
         }
-        SendHostHello();
+        if (!mux_->HasOutput()) SendHostHello();  // bounded, as in OnConnected
         return;
       }
       if (ready_) return;  // an answer to a resent HostHello

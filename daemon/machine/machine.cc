@@ -26,6 +26,13 @@ using cove::v1::MachineState;
 using google::protobuf::util::TimeUtil;
 
 constexpr uint32_t kDefaultStartTimeoutS = 180;
+// What coved keeps of what a guest says: a broken or hostile guest must not
+// grow machine.json, events or host sockets without limit.
+constexpr int kMaxGuestListeners = 1024;
+constexpr int kMaxGuestServices = 16;
+constexpr size_t kMaxGuestString = 256;
+
+std::string Bounded(const std::string& s) { return s.substr(0, kMaxGuestString); }
 
 }  // namespace
 
@@ -382,7 +389,15 @@ void Machine::StartAgentLink() {
           .on_listeners =
               [this](const cove::agent::v1::Listeners& listeners) {
                 listeners_ = listeners;
-                if (ports_) ports_->OnListeners(listeners);
+                if (listeners_.listeners_size() > kMaxGuestListeners) {
+                  // Each forward holds a host socket: a guest must not be
+                  // able to make coved open them without end.
+                  spdlog::warn("{}: the guest reports {} listeners; forwarding the first {}",
+                               name(), listeners_.listeners_size(), kMaxGuestListeners);
+                  listeners_.mutable_listeners()->DeleteSubrange(
+                      kMaxGuestListeners, listeners_.listeners_size() - kMaxGuestListeners);
+                }
+                if (ports_) ports_->OnListeners(listeners_);
               },
           .on_guest_open =
               [this](uint32_t id, const cove::agent::v1::StreamOpen& what) {
@@ -402,9 +417,9 @@ void Machine::StartAgentLink() {
 
 void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   auto* g = record_.mutable_guest();
-  g->set_agent_version(hello.agent_version());
-  g->set_kernel_release(hello.kernel_release());
-  g->set_arch(hello.arch());
+  g->set_agent_version(Bounded(hello.agent_version()));
+  g->set_kernel_release(Bounded(hello.kernel_release()));
+  g->set_arch(Bounded(hello.arch()));
   g->set_boot_to_agent_ms(hello.boot_to_agent_ms());
   *g->mutable_last_heartbeat() = TimeUtil::GetCurrentTime();
   cove::v1::Event event;
@@ -428,17 +443,22 @@ void Machine::OnServiceStatus(const cove::agent::v1::ServiceStatus& status) {
                                                 "stopped"};
   const int state_index = status.state();
   cove::v1::ServiceInfo info;
-  info.set_name(status.name());
+  info.set_name(Bounded(status.name()));
   info.set_state(state_index >= 0 && state_index <= 4 ? kStateNames[state_index] : "unknown");
   info.set_pid(status.pid());
   info.set_restarts(status.restarts());
-  info.set_last_exit(status.last_exit());
+  info.set_last_exit(Bounded(status.last_exit()));
   bool replaced = false;
   for (auto& s : *record_.mutable_services()) {
     if (s.name() == info.name()) {
       s = info;
       replaced = true;
     }
+  }
+  if (!replaced && record_.services_size() >= kMaxGuestServices) {
+    spdlog::warn("{}: ignoring guest service {}: already {} services", name(), info.name(),
+                 kMaxGuestServices);
+    return;
   }
   if (!replaced) *record_.add_services() = info;
   if (status.state() == cove::agent::v1::ServiceStatus::RESTARTING) {

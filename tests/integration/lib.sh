@@ -52,7 +52,18 @@ start_coved() {
 stop_coved() {
   if [ -n "$COVED_PID" ] && kill -0 "$COVED_PID" 2>/dev/null; then
     kill -TERM "$COVED_PID"
-    wait "$COVED_PID" || true
+    # coved gives RPCs 3 s to finish; a coved still there after 10 s is a bug
+    # to see, and must not outlive the test.
+    local i
+    for i in $(seq 100); do
+      [ -d "/proc/$COVED_PID" ] && ! grep -q '^State:.*Z' "/proc/$COVED_PID/status" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$COVED_PID" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$COVED_PID/status" 2>/dev/null; then
+      log "WARNING: coved (pid $COVED_PID) did not exit 10 s after SIGTERM; killing it"
+      kill -9 "$COVED_PID" 2>/dev/null || true
+    fi
+    wait "$COVED_PID" 2>/dev/null || true
   fi
   COVED_PID=""
 }
