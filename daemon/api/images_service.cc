@@ -141,11 +141,8 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   const std::string staging = dest + ".importing";
   std::error_code ec;
   fs::remove_all(staging, ec);
-  uint64_t bytes = 0;
-  for (const auto& entry : fs::recursive_directory_iterator(src->path, ec)) {
-    if (entry.is_regular_file(ec)) bytes += entry.file_size(ec);
-  }
-  if (auto st = CheckFreeSpace(images_.cache_path(""), bytes, "the image copy"); !st.ok()) {
+  if (auto st = CheckFreeSpace(images_.cache_path(""), src->size_bytes, "the image copy");
+      !st.ok()) {
     return ToGrpc(st);
   }
   fs::copy(src->path, staging, fs::copy_options::recursive, ec);

@@ -80,7 +80,7 @@ absl::Status Machine::ChangeSpec(
   *record_.mutable_spec() = std::move(spec);
   Persist();
   if (ports_) ports_->SetSpec(record_.spec());
-  if (record_.spec().restart() != cove::v1::RESTART_POLICY_ON_FAILURE) CancelRestart();
+  if (record_.spec().restart() != cove::v1::RESTART_POLICY_ON_FAILURE) restart_timer_.Stop();
   return absl::OkStatus();
 }
 
@@ -152,15 +152,13 @@ void Machine::Persist() {
 void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   const bool pending_restart = restart_timer_.active();
   if (!busy() && !vm_) {
-    CancelRestart();
+    restart_timer_.Stop();
     record_.set_restarts(0);
   }
   BeginStart(timeout_s, pending_restart ? "start requested (instead of the pending restart)"
                                         : "start requested",
              std::move(progress), std::move(done));
 }
-
-void Machine::CancelRestart() { restart_timer_.Stop(); }
 
 void Machine::MaybeRestart(const std::string& why) {
   const cove::v1::MachineSpec& spec = record_.spec();

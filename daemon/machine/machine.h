@@ -3,7 +3,7 @@
 //   stopped --Start--> starting --runtime ready--> running --Stop--> stopping --> stopped
 //      ^                  |                        |                              |
 //      +---- error <------+------ qemu crashed ----+------------------------------+
-//              |                                                                  
+//              |
 //              +--(restart policy on-failure: after a backoff)--> starting
 //
 // One operation at a time: Start while starting or stopping, or Stop while
@@ -104,7 +104,6 @@ class Machine {
   // After a failure: under the on-failure policy, schedules the next start
   // (1 s, 2 s, 4 s ... 30 s), or says why it will not.
   void MaybeRestart(const std::string& why);
-  void CancelRestart();
   void Persist();
   void Boot(cove::v1::Accel accel);
   LaunchSpec MakeLaunchSpec(cove::v1::Accel accel) const;

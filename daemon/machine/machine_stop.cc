@@ -18,7 +18,7 @@ void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done)
         absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already stopping")));
   }
   const bool pending_restart = restart_timer_.active();
-  CancelRestart();
+  restart_timer_.Stop();
   record_.set_restarts(0);
   if (!vm_) {
     if (state() == cove::v1::MACHINE_STATE_STARTING) {

@@ -20,7 +20,7 @@ stop_coved
 rm -f "$COVE_HOME/coved.sock"
 systemd-socket-activate -E COVE_HOME -l "$COVE_HOME/wrong.sock" coved >>"$COVE_HOME/activate.log" 2>&1 &
 activator=$!
-sleep 0.3
+wait_for 5 "the activator to listen" test -S "$COVE_HOME/wrong.sock"
 socat -u /dev/null UNIX-CONNECT:"$COVE_HOME/wrong.sock" 2>/dev/null || true
 wait_for 10 "coved to refuse a foreign socket" grep -q "none listens at $COVE_HOME/coved.sock" "$COVE_HOME/activate.log"
 kill "$activator" 2>/dev/null || true
@@ -71,8 +71,9 @@ wait_for 120 "auto to start by itself" sh -c "cove inspect auto --json | jq -e '
 [ "$(machine_field manual .state)" = stopped ] || fail "a machine without autostart was started"
 cove stop auto
 stop_coved
-start_coved  # the same boot: no autostart
-sleep 1
+# The same boot: no autostart. coved decides that before its loop serves
+# the first call, so start_coved's `cove list` already sees the outcome.
+start_coved
 [ "$(machine_field auto .state)" = stopped ] || fail "a machine the user stopped was started again"
 cove set auto --no-autostart | grep -q "autostart off" || fail "cove set --no-autostart"
 stop_coved
@@ -82,9 +83,10 @@ m="$COVE_HOME/machines"
 echo '{"name": "broken", "state": ' >"$m/broken/machine.json"
 mkdir -p "$m/.creating-half" "$m/.deleting-gone"
 touch "$m/manual/.tmp-machine.json-4242-0" "$m/manual/qemu.pid"
-socat UNIX-LISTEN:"$m/manual/qmp.sock" /dev/null &
-sleep 0.2
+socat UNIX-LISTEN:"$m/manual/qmp.sock",unlink-close=0 /dev/null &
+wait_for 5 "a stale qmp.sock" test -S "$m/manual/qmp.sock"
 kill $! 2>/dev/null || true
+wait $! 2>/dev/null || true
 manual_before=$(jq -c 'del(.state)' "$m/manual/machine.json")
 start_coved
 [ "$(machine_field broken .state)" = error ] || fail "a corrupt machine.json is not reported as error"

@@ -17,7 +17,9 @@ unmount() {
   stop_coved
   pids=$(our_qemus)
   [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
-  sleep 0.2
+  # qemu holds files in the tmpfs until it is gone.
+  local i
+  for i in $(seq 50); do [ -z "$(our_qemus)" ] && break; sleep 0.1; done
   umount "$COVE_HOME" && rm -rf "$COVE_HOME"
   exit $rc
 }

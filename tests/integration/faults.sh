@@ -19,7 +19,8 @@ cove exec dev -- sh -c 'socat TCP-LISTEN:18200,reuseaddr,fork SYSTEM:"cat /dev/z
 wait_for 10 "forward 18200" sh -c "cove ports dev --json | jq -e '.[] | select(.host_port == 18200 and .state == \"listening\")'"
 socat -u TCP:127.0.0.1:18200 OPEN:/dev/null,wronly &
 reader=$!
-sleep 1
+wait_for 10 "the host reader's connection through the forward" sh -c \
+  "cove ports dev --json | jq -e '.[] | select(.host_port == 18200 and .connections >= 1)'"
 kill -0 "$reader" || fail "the host reader did not stream"
 
 log "kill -9 coved while the forwarded connection streams"
@@ -51,9 +52,10 @@ timeout 10 "$COVE_CTR" --address "$COVE_HOME/machines/dev/containerd.sock" versi
   fail "ctr through containerd.sock after re-adoption"
 
 log "kill -9 qemu (adopted, so not coved's child)"
-cove events dev --json >"$COVE_HOME/events.jsonl" &
+cove events dev --json --snapshot >"$COVE_HOME/events.jsonl" &
 events=$!
-sleep 0.5
+# The snapshot comes first: once it is there, the watch is live.
+wait_for 10 "the events watch" grep -q '"kind":"snapshot"' "$COVE_HOME/events.jsonl"
 t0=$(date +%s%N)
 kill -9 "$pid"
 state=""
@@ -80,7 +82,8 @@ pid2=$(machine_field dev .pid)
 kill -9 "$pid2"
 wait_for 5 "error after the second kill" sh -c "cove inspect dev --json | jq -e '.state == \"error\"'"
 machine_field dev .error | grep -q "killed by signal 9" || fail "a child qemu's error names no signal"
-sleep 3  # the first backoff is 1 s: past it, no restart may come (limit 1)
+# At the limit coved decides at once, arming no timer: the error says so.
+wait_for 5 "the restart limit in the error" sh -c "cove inspect dev --json | jq -e '.error | contains(\"not restarted\")'"
 [ "$(machine_field dev .state)" = error ] || fail "restarted beyond its limit"
 machine_field dev .error | grep -q "not restarted" || fail "error does not say the limit stopped restarts"
 cove start dev
