@@ -305,9 +305,17 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
     // The host decides what to do with a mismatch; it sees ours in Hello.
     Log("host speaks protocol %u, agent %u", hello.protocol_version(), kProtocolVersion);
   }
+  if (session.greeted && hello.session_id() != session.host_session) {
+    // A new coved (or a new session of it) on a connection whose drop the
+    // port never showed: this session's streams and reports belong to the
+    // old one. Start over; coved says its HostHello again within a second.
+    session.drop_reason = "the host began a new session";
+    return;
+  }
   Send(session, MakeHello(identity_, hello.session_id()));
   const bool first = !session.greeted;
   if (first) {
+    session.host_session = hello.session_id();
     Log("connected to coved %s (session %llu)", hello.host_version().c_str(),
         static_cast<unsigned long long>(hello.session_id()));
     session.greeted = true;

@@ -62,6 +62,7 @@ class Agent {
     link::StreamMux mux;
     StreamTable streams;
     bool greeted = false;  // a HostHello arrived on this connection
+    uint64_t host_session = 0;  // the session it named
     int64_t next_heartbeat_ms = 0;
     bool shutdown_requested = false;
     bool reboot = false;

@@ -138,11 +138,11 @@ TEST_CASE("agent ignores messages it does not understand", "[agent][session]") {
   host.SendFrame(data_on_control);
 
   // The link is still up and the same session answers.
-  host.Send(HostHello(8));
+  host.Send(HostHello(7));
   auto hello = host.ReadUntil(GuestToHost::kHello, kTimeoutMs);
   INFO(host.last_error());
   REQUIRE(hello);
-  CHECK(hello->hello().session_id() == 8);
+  CHECK(hello->hello().session_id() == 7);
 }
 
 TEST_CASE("agent resets streams it cannot serve", "[agent][session][streams]") {
@@ -258,6 +258,22 @@ TEST_CASE("a broken frame stream drops the link and the agent reconnects", "[age
   CHECK(host.last_error() == "agent closed the connection");
   // ...and comes back with a fresh Hello.
   Handshake(host, agent, 2);
+}
+
+TEST_CASE("a HostHello naming a new session makes the agent start over and report again",
+          "[agent][session]") {
+  // A new coved on a connection whose drop the agent never saw: what the
+  // agent reported belongs to the old session.
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  host.Send(HostHello(2));
+  while (host.ReadFrame(kTimeoutMs)) {
+  }
+  CHECK(host.last_error() == "agent closed the connection");
+  Handshake(host, agent, 2);
+  INFO(host.last_error());
+  CHECK(host.ReadUntil(GuestToHost::kListeners, kTimeoutMs));
 }
 
 TEST_CASE("agent exits 0 on SIGTERM and SIGINT", "[agent][session]") {
