@@ -4,8 +4,11 @@
 #   - detection: a guest listener until its host forward is listening, and a
 #     closed listener until the forward is closed (p50/p95 over COUNT ports);
 #   - cove-agent's CPU with 50 guest listeners open and nothing else to do;
-#   - iperf3 throughput and HTTP request latency through cove's forward next
-#     to QEMU's own user-mode hostfwd to the same guest port, same VM, same run;
+#   - iperf3 throughput, HTTP request latency and one-byte round trips through
+#     cove's forwards (both routes: the VM's network, for listeners on the
+#     guest's 0.0.0.0 or ::, and the agent link, for listeners on its
+#     127.0.0.1) next to QEMU's own user-mode hostfwd to the same guest port,
+#     same VM, same run;
 #   - 1000 concurrent connections through one forward, all answered.
 #
 #   bench/ports.sh [IMAGE_DIR] [COUNT]
@@ -23,7 +26,7 @@ export PATH="$bin:$PATH" COVE_NO_AUTOSTART=1
 COVE_HOME=$(mktemp -d /tmp/cpb-XXXXXX)
 export COVE_HOME
 # The peer: QEMU's user-net forwards to the same guest ports cove forwards.
-export COVE_BENCH_HOSTFWD="tcp:127.0.0.1:25201-:5201 tcp:127.0.0.1:28080-:18080 tcp:127.0.0.1:28081-:18081"
+export COVE_BENCH_HOSTFWD="tcp:127.0.0.1:25201-:5201 tcp:127.0.0.1:28080-:18080 tcp:127.0.0.1:28081-:18081 tcp:127.0.0.1:28082-:18082"
 coved_pid=""
 cleanup() {
   [ -n "$coved_pid" ] && kill "$coved_pid" 2>/dev/null && wait "$coved_pid" 2>/dev/null
@@ -87,7 +90,18 @@ echo
 
 say "iperf3 through cove and through QEMU hostfwd"
 cove exec "$name" -- iperf3 -s -D -p 5201 >/dev/null
+cove exec "$name" -- iperf3 -s -D -B 127.0.0.1 -p 5202 >/dev/null
 await_forward 5201
+await_forward 5202
+await_route() {  # await_route PORT ROUTE
+  local end=$((SECONDS + 20))
+  until [ "$(cove ports "$name" --json | jq -r --argjson p "$1" '.[] | select(.host_port == $p) | .route')" = "$2" ]; do
+    [ $SECONDS -lt $end ] || { say "forward $1 never took the $2 route"; exit 1; }
+    sleep 0.1
+  done
+}
+await_route 5201 network
+await_route 5202 agent
 iperf() {  # iperf PORT [-R]: Mbit/s received
   # The guest's iperf3 server takes one test at a time and may still be
   # closing the last one: give it a moment, and a second try.
@@ -105,20 +119,36 @@ echo "## Throughput: iperf3, one TCP stream, 8 s"
 echo
 echo '| path | host -> guest Mbit/s | guest -> host Mbit/s |'
 echo '|---|---|---|'
-echo "| cove forward (agent link) | $(iperf 5201) | $(iperf 5201 -R) |"
+echo "| cove forward, network route (guest listener on ::) | $(iperf 5201) | $(iperf 5201 -R) |"
+echo "| cove forward, agent route (guest listener on 127.0.0.1) | $(iperf 5202) | $(iperf 5202 -R) |"
 echo "| QEMU user-net hostfwd (peer) | $(iperf 25201) | $(iperf 25201 -R) |"
 echo
 
 say "request latency"
-cove exec "$name" -- sh -c 'mkdir -p /tmp/www && echo ok > /tmp/www/index.html && busybox httpd -p 18080 -h /tmp/www'
-await_forward 18080
-lat=$(python3 "$src/bench/ports_probe.py" latency 18080 28080 200)
-echo "## Request latency: HTTP GET on a new connection each (busybox httpd), 200 each, alternating"
+cove exec "$name" -- sh -c 'mkdir -p /tmp/www && echo ok > /tmp/www/index.html && busybox httpd -p 18080 -h /tmp/www && busybox httpd -p 127.0.0.1:18070 -h /tmp/www'
+cove exec "$name" -- sh -c 'setsid socat TCP-LISTEN:18082,fork,reuseaddr PIPE </dev/null >/dev/null 2>&1 &
+                           setsid socat TCP-LISTEN:18072,bind=127.0.0.1,fork,reuseaddr PIPE </dev/null >/dev/null 2>&1 &
+                           sleep 1'
+for p in 18080 18070 18082 18072; do await_forward $p; done
+await_route 18080 network
+await_route 18082 network
+lat=$(python3 "$src/bench/ports_probe.py" latency 200 18080 18070 28080)
+route_table() {  # route_table JSON NETWORK_PORT AGENT_PORT QEMU_PORT
+  echo '| path | p50 ms | p95 ms | max ms |'
+  echo '|---|---|---|---|'
+  jq -r --arg n "$2" --arg a "$3" --arg q "$4" '
+    ["cove forward, network route", .[$n]], ["cove forward, agent route", .[$a]],
+    ["QEMU user-net hostfwd (peer)", .[$q]] |
+    "| \(.[0]) | \(.[1].p50_ms) | \(.[1].p95_ms) | \(.[1].max_ms) |"' <<<"$1"
+}
+rtt=$(python3 "$src/bench/ports_probe.py" rtt 500 18082 18072 28082)
+echo "## Request latency: HTTP GET on a new connection each (busybox httpd), 200 each, in turn"
 echo
-echo '| path | p50 ms | p95 ms | max ms |'
-echo '|---|---|---|---|'
-jq -r '["cove forward (agent link)", .["18080"]], ["QEMU user-net hostfwd (peer)", .["28080"]] |
-       "| \(.[0]) | \(.[1].p50_ms) | \(.[1].p95_ms) | \(.[1].max_ms) |"' <<<"$lat"
+route_table "$lat" 18080 18070 28080
+echo
+echo "## One-byte round trips on an open connection (guest socat echo), 500 each, in turn"
+echo
+route_table "$rtt" 18082 18072 28082
 echo
 
 say "1000 concurrent connections"
@@ -137,5 +167,5 @@ for r in "$conc" "$peer"; do
 done
 echo "(port 18081: cove; 28081: QEMU user-net hostfwd)"
 echo
-echo "Raw: $(jq -c -n --argjson d "$detect" --argjson l "$lat" --argjson c "$conc" --argjson p "$peer" \
-  '{detect: $d, latency: $l, concurrent_cove: $c, concurrent_qemu: $p}') cpu_percent=$cpu"
+echo "Raw: $(jq -c -n --argjson d "$detect" --argjson l "$lat" --argjson r "$rtt" --argjson c "$conc" \
+  --argjson p "$peer" '{detect: $d, latency: $l, rtt: $r, concurrent_cove: $c, concurrent_qemu: $p}') cpu_percent=$cpu"

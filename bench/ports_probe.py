@@ -6,9 +6,12 @@
       through one `cove exec`) and times, per port, how long after the guest
       listener was bound the host forward reported "listening" on
       `cove events`; then closes them one at a time and times "closed".
-  ports_probe.py latency PORT_A PORT_B N
-      N HTTP GETs (a new connection each, as busybox httpd closes it), to
-      PORT_A and PORT_B alternately; per-request milliseconds.
+  ports_probe.py latency N PORT...
+      N HTTP GETs to each port (a new connection each, as busybox httpd
+      closes it), taking the ports in turn; per-request milliseconds.
+  ports_probe.py rtt N PORT...
+      One connection to each port (an echo server); N one-byte round trips on
+      each, taking the ports in turn; per-round-trip milliseconds.
   ports_probe.py concurrent PORT N
       N connections at once to an echo server, each sending a line, closing
       its write side and reading to the end; counts the complete echoes.
@@ -18,6 +21,7 @@ Each prints one JSON object on stdout.
 import asyncio
 import json
 import queue
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +35,7 @@ def pct(values, p):
     if not s:
         return None
     k = min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))
-    return round(s[k], 1)
+    return round(s[k], 2)
 
 
 def summary(ms):
@@ -122,15 +126,35 @@ def get(port):
     return body
 
 
-def latency(port_a, port_b, n):
-    out = {port_a: [], port_b: []}
-    for port in (port_a, port_b):
+def latency(n, ports):
+    out = {port: [] for port in ports}
+    for port in ports:
         get(port)  # warm: the guest's httpd binary is in the page cache
     for _ in range(n):
-        for port in (port_a, port_b):
+        for port in ports:
             t0 = time.monotonic()
             get(port)
             out[port].append((time.monotonic() - t0) * 1000)
+    print(json.dumps({str(p): summary(v) for p, v in out.items()}))
+
+
+def rtt(n, ports):
+    conns = {}
+    for port in ports:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns[port] = s
+    out = {port: [] for port in ports}
+    for i in range(n + 10):
+        for port, s in conns.items():
+            t0 = time.monotonic()
+            s.sendall(b"x")
+            if s.recv(1) != b"x":
+                raise SystemExit(f"port {port}: the echo server did not echo")
+            if i >= 10:  # the first few warm both paths up
+                out[port].append((time.monotonic() - t0) * 1000)
+    for s in conns.values():
+        s.close()
     print(json.dumps({str(p): summary(v) for p, v in out.items()}))
 
 
@@ -160,7 +184,9 @@ def main():
     if what == "detect":
         detect(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif what == "latency":
-        latency(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        latency(int(sys.argv[2]), [int(p) for p in sys.argv[3:]])
+    elif what == "rtt":
+        rtt(int(sys.argv[2]), [int(p) for p in sys.argv[3:]])
     elif what == "concurrent":
         asyncio.run(many(int(sys.argv[2]), int(sys.argv[3])))
     else:

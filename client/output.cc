@@ -151,6 +151,8 @@ nlohmann::json ForwardJson(const cove::v1::Forward& f) {
                       {"retries", f.retries()}};
   if (!f.error().empty()) j["error"] = f.error();
   if (!f.holder().empty()) j["holder"] = f.holder();
+  if (f.route() == cove::v1::FORWARD_ROUTE_AGENT) j["route"] = "agent";
+  if (f.route() == cove::v1::FORWARD_ROUTE_NETWORK) j["route"] = "network";
   return j;
 }
 

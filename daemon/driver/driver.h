@@ -71,6 +71,19 @@ class VmInstance {
   virtual bool Quit() = 0;
   // SIGKILL.
   virtual void Kill() = 0;
+
+  // Lanes (docs/ports.md, "Routes"): a TCP port on the host's 127.0.0.1
+  // through which the hypervisor's user-mode network reaches `guest_port` on
+  // the guest's network interface (QEMU: a user-net hostfwd). `done` runs
+  // once, with the host port or why there is none; a driver without such a
+  // network says so and forwards keep using the agent link.
+  using LaneDone = std::function<void(absl::StatusOr<uint16_t> host_port)>;
+  virtual void OpenLane(uint16_t guest_port, LaneDone done) {
+    (void)guest_port;
+    done(absl::UnimplementedError("this driver has no user-mode network to forward through"));
+  }
+  // Ends the lane on `host_port`; errors are logged only.
+  virtual void CloseLane(uint16_t host_port) { (void)host_port; }
 };
 
 class Driver {

@@ -70,6 +70,60 @@ std::string PortRegistry::HolderOf(cove::v1::Proto proto, uint16_t port,
   return "";
 }
 
+// ------------------------------------------------------------ LaneTable
+
+LaneTable::LaneTable(std::string machine, OpenFn open, CloseFn close,
+                     std::function<void(uint16_t)> on_change)
+    : machine_(std::move(machine)),
+      open_(std::move(open)),
+      close_(std::move(close)),
+      on_change_(std::move(on_change)) {}
+
+LaneTable::~LaneTable() {
+  *alive_ = false;
+  for (const auto& [guest_port, lane] : lanes_) {
+    if (lane.host_port != 0 && close_) close_(lane.host_port);
+  }
+}
+
+void LaneTable::Acquire(uint16_t guest_port) {
+  if (!open_) return;
+  Lane& lane = lanes_[guest_port];
+  if (++lane.refs > 1) return;
+  lane.generation = next_generation_++;
+  std::weak_ptr<bool> alive = alive_;
+  // The answer may come after this table is gone (the machine stopped) or
+  // the lane is no longer wanted: then the new lane is closed at once.
+  open_(guest_port, [this, alive, guest_port, generation = lane.generation,
+                     close = close_](absl::StatusOr<uint16_t> port) {
+    auto it = alive.expired() ? decltype(lanes_)::iterator{} : lanes_.find(guest_port);
+    if (alive.expired() || it == lanes_.end() || it->second.generation != generation) {
+      if (port.ok() && close) close(*port);
+      return;
+    }
+    if (!port.ok()) {
+      spdlog::warn("{}: no lane to guest port {} ({}); its connections go over the agent link",
+                   machine_, guest_port, std::string(port.status().message()));
+      return;
+    }
+    it->second.host_port = *port;
+    spdlog::debug("{}: lane 127.0.0.1:{} to guest port {}", machine_, *port, guest_port);
+    if (on_change_) on_change_(guest_port);
+  });
+}
+
+void LaneTable::Release(uint16_t guest_port) {
+  auto it = lanes_.find(guest_port);
+  if (it == lanes_.end() || --it->second.refs > 0) return;
+  if (it->second.host_port != 0 && close_) close_(it->second.host_port);
+  lanes_.erase(it);
+}
+
+uint16_t LaneTable::HostPort(uint16_t guest_port) const {
+  auto it = lanes_.find(guest_port);
+  return it == lanes_.end() ? 0 : it->second.host_port;
+}
+
 // ------------------------------------------------------------ PortForward
 
 PortForward::PortForward(Env env, ForwardKey key, ForwardTarget target,
@@ -88,6 +142,12 @@ PortForward::~PortForward() {
   CloseSockets();
   conns_.reset();
   if (claimed_) env_.registry.Release(key_, env_.machine);
+  if (lane_held_) env_.lanes->Release(target_.guest_port);
+}
+
+bool PortForward::CanUseLane() const {
+  return key_.proto == cove::v1::PROTO_TCP && env_.lanes != nullptr &&
+         (target_.guest_ip == "0.0.0.0" || target_.guest_ip == "::");
 }
 
 cove::v1::Forward PortForward::Info() const {
@@ -104,6 +164,9 @@ cove::v1::Forward PortForward::Info() const {
   f.set_connections(static_cast<uint32_t>(
       key_.proto == cove::v1::PROTO_UDP ? sessions_.size() : (conns_ ? conns_->size() : 0)));
   f.set_retries(retries_);
+  f.set_route(lane_held_ && env_.lanes->HostPort(target_.guest_port) != 0
+                  ? cove::v1::FORWARD_ROUTE_NETWORK
+                  : cove::v1::FORWARD_ROUTE_AGENT);
   return f;
 }
 
@@ -129,10 +192,19 @@ void PortForward::TryBind() {
   if (key_.host_ip == "127.0.0.1") Bind("::1");
   if (key_.proto == cove::v1::PROTO_TCP && !conns_) {
     std::weak_ptr<bool> alive = alive_;
-    conns_ = std::make_unique<ConnSet>(env_.loop, absl::StrCat(env_.machine, ": ", Describe(key_)),
-                                       GuestTarget(), env_.link, kMaxConnections, [this, alive]() {
-                                         if (!alive.expired()) MaybeClosed();
-                                       });
+    std::function<uint16_t()> lane;
+    if (CanUseLane()) {
+      env_.lanes->Acquire(target_.guest_port);
+      lane_held_ = true;
+      lane = [this]() { return env_.lanes->HostPort(target_.guest_port); };
+    }
+    conns_ = std::make_unique<ConnSet>(
+        env_.loop, absl::StrCat(env_.machine, ": ", Describe(key_)), GuestTarget(), env_.link,
+        kMaxConnections,
+        [this, alive]() {
+          if (!alive.expired()) MaybeClosed();
+        },
+        std::move(lane));
   }
   env_.registry.Claim(key_, env_.machine);
   claimed_ = true;
@@ -270,6 +342,10 @@ void PortForward::BeginClose() {
   while (!sessions_.empty()) EndSession(sessions_.begin()->first, "the guest listener is gone");
   if (claimed_) env_.registry.Release(key_, env_.machine);
   claimed_ = false;
+  // Connections already through the lane keep going; the lane takes no new
+  // ones (and goes with the last forward to its port).
+  if (lane_held_) env_.lanes->Release(target_.guest_port);
+  lane_held_ = false;
   SetState(cove::v1::FORWARD_STATE_CLOSING, "");
   MaybeClosed();
 }
@@ -392,13 +468,29 @@ void PortForward::EndSession(const std::string& peer, const std::string& why) {
 
 PortForwarder::PortForwarder(PortForward::Env env,
                              std::function<void(const cove::v1::Forward&)> on_change)
-    : env_(std::move(env)), on_change_(std::move(on_change)) {}
+    : env_(std::move(env)), on_change_(std::move(on_change)) {
+  if (env_.open_lane) {
+    lanes_ = std::make_unique<LaneTable>(env_.machine, env_.open_lane, env_.close_lane,
+                                         [this](uint16_t guest_port) { OnLaneChange(guest_port); });
+    env_.lanes = lanes_.get();
+  }
+}
+
+void PortForwarder::OnLaneChange(uint16_t guest_port) {
+  // The route shows in the forward: tell watchers it changed.
+  for (auto& [key, f] : active_) {
+    if (f->CanUseLane() && f->target().guest_port == guest_port && on_change_) {
+      on_change_(f->Info());
+    }
+  }
+}
 
 PortForwarder::~PortForwarder() {
   *alive_ = false;
   on_change_ = nullptr;
   active_.clear();
   closing_.clear();
+  lanes_.reset();  // after the forwards that hold lanes
 }
 
 void PortForwarder::SetSpec(const cove::v1::MachineSpec& spec) {
@@ -467,6 +559,7 @@ void PortForwarder::CloseAll() {
   closing_.clear();
   listeners_.clear();
   for (cove::v1::Forward& f : gone) {
+    f.set_route(cove::v1::FORWARD_ROUTE_UNSPECIFIED);
     f.set_state(cove::v1::FORWARD_STATE_CLOSED);
     f.set_connections(0);
     if (on_change_) on_change_(f);

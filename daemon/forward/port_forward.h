@@ -8,7 +8,9 @@
 //      |  +-- retry (backoff) -- conflict (port taken) ---+ (listener gone)
 //      +--> failed (permission, no such address: retrying will not help)
 //
-// TCP: every host connection is one agent link stream (ConnSet, StreamConn).
+// TCP: every host connection is one agent link stream (ConnSet, StreamConn),
+// or, for a listener on the guest's 0.0.0.0 or ::, a connection through the
+// machine's lane to that port while it has one (LaneTable, LaneConn).
 // UDP: every client address is one session, one stream of length-prefixed
 // datagrams, ended after kUdpIdleMs without traffic.
 //
@@ -27,6 +29,7 @@
 #include "cove/agent/v1/agent.pb.h"
 #include "cove/v1/machines.pb.h"
 #include "daemon/agent/agent_link.h"
+#include "daemon/driver/driver.h"
 #include "daemon/forward/conn_set.h"
 #include "daemon/forward/port_rules.h"
 #include "daemon/loop/event_loop.h"
@@ -46,6 +49,39 @@ class PortRegistry {
   std::map<ForwardKey, std::string> holders_;
 };
 
+// A machine's lanes (VmInstance::OpenLane), one per guest port, shared by
+// the forwards to that port and closed with the last of them.
+class LaneTable {
+ public:
+  using OpenFn = std::function<void(uint16_t guest_port, VmInstance::LaneDone done)>;
+  using CloseFn = std::function<void(uint16_t host_port)>;
+  // `on_change` runs when a lane comes up.
+  LaneTable(std::string machine, OpenFn open, CloseFn close,
+            std::function<void(uint16_t guest_port)> on_change);
+  ~LaneTable();  // closes every lane
+  LaneTable(const LaneTable&) = delete;
+  LaneTable& operator=(const LaneTable&) = delete;
+
+  void Acquire(uint16_t guest_port);
+  void Release(uint16_t guest_port);
+  // The lane's host port; 0 while it is being made, or could not be.
+  uint16_t HostPort(uint16_t guest_port) const;
+
+ private:
+  struct Lane {
+    int refs = 0;
+    uint16_t host_port = 0;
+    uint64_t generation = 0;  // tells a stale answer from the current one
+  };
+  const std::string machine_;
+  OpenFn open_;
+  CloseFn close_;
+  std::function<void(uint16_t)> on_change_;
+  std::map<uint16_t, Lane> lanes_;
+  uint64_t next_generation_ = 1;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
 class PortForward {
  public:
   static constexpr size_t kMaxConnections = 4096;
@@ -60,6 +96,12 @@ class PortForward {
     std::string machine;
     PortRegistry& registry;
     std::function<AgentLink*()> link;
+    // Where lanes come from (the machine's VmInstance); unset: every
+    // connection goes over the agent link.
+    LaneTable::OpenFn open_lane = nullptr;
+    LaneTable::CloseFn close_lane = nullptr;
+    // Set by PortForwarder from the two above.
+    LaneTable* lanes = nullptr;
   };
 
   // `on_change` runs after every state change (not from the constructor).
@@ -80,6 +122,8 @@ class PortForward {
   const ForwardKey& key() const { return key_; }
   const ForwardTarget& target() const { return target_; }
   cove::v1::Forward Info() const;
+  // A TCP forward to a guest listener on 0.0.0.0 or ::.
+  bool CanUseLane() const;
 
   struct TcpListener;
   struct UdpSocket;
@@ -115,6 +159,7 @@ class PortForward {
   uint32_t retries_ = 0;
   uint64_t retry_ms_ = kFirstRetryMs;
   bool claimed_ = false;
+  bool lane_held_ = false;  // a reference on the lane to target_.guest_port
   std::vector<TcpListener*> tcp_;  // freed in their close callbacks
   std::vector<UdpSocket*> udp_;
   std::unique_ptr<ConnSet> conns_;                               // TCP
@@ -146,9 +191,11 @@ class PortForwarder {
   void Reconcile();
   void OnForwardChange(const PortForward& forward);
   void Reap();
+  void OnLaneChange(uint16_t guest_port);
 
   PortForward::Env env_;
   std::function<void(const cove::v1::Forward&)> on_change_;
+  std::unique_ptr<LaneTable> lanes_;
   cove::v1::MachineSpec spec_;
   std::vector<cove::agent::v1::Listener> listeners_;
   std::map<ForwardKey, std::unique_ptr<PortForward>> active_;

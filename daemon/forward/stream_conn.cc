@@ -14,15 +14,7 @@
 namespace cove::daemon {
 namespace {
 
-constexpr size_t kReadSize = 256 * 1024;
-
-// One read buffer per loop thread, shared by every connection: the read
-// callback hands the bytes to the link (which copies them) before the next
-// read can start, so a thousand idle connections cost no buffers.
-char* ReadBuffer() {
-  thread_local std::unique_ptr<char[]> buffer(new char[kReadSize]);
-  return buffer.get();
-}
+constexpr size_t kReadSize = kRelayReadSize;
 
 struct WriteReq {
   uv_write_t req{};
@@ -31,6 +23,11 @@ struct WriteReq {
 };
 
 }  // namespace
+
+char* RelayReadBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kRelayReadSize]);
+  return buffer.get();
+}
 
 struct StreamConn::Client {
   uv_stream_t* stream;
@@ -112,7 +109,7 @@ void StreamConn::StartReading() {
   reading_ = true;
   uv_read_start(
       client_->stream,
-      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(ReadBuffer(), kReadSize); },
+      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(RelayReadBuffer(), kReadSize); },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         auto* c = static_cast<Client*>(s->data);
         if (c->owner == nullptr) return;

@@ -26,6 +26,13 @@
 
 namespace cove::daemon {
 
+// One read buffer per loop thread, shared by every relayed connection
+// (StreamConn, LaneConn): a read callback hands the bytes on (or copies
+// them) before the next read can start, so a thousand idle connections cost
+// no buffers.
+inline constexpr size_t kRelayReadSize = 256 * 1024;
+char* RelayReadBuffer();
+
 class StreamConn {
  public:
   // Takes an accepted, initialized uv stream (pipe or tcp), allocated with

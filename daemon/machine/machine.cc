@@ -507,9 +507,19 @@ void Machine::OpenSocketForwards() {
     *w.field = fwd->host_path();
     socket_forwards_.push_back(std::move(fwd));
   }
+  PortForward::Env ports_env{env_.loop, name(), env_.ports, [this]() { return agent_.get(); }};
+  ports_env.open_lane = [this](uint16_t guest_port, VmInstance::LaneDone done) {
+    if (!vm_) {
+      done(absl::UnavailableError("the machine has no hypervisor process"));
+      return;
+    }
+    vm_->OpenLane(guest_port, std::move(done));
+  };
+  ports_env.close_lane = [this](uint16_t host_port) {
+    if (vm_) vm_->CloseLane(host_port);
+  };
   ports_ = std::make_unique<PortForwarder>(
-      PortForward::Env{env_.loop, name(), env_.ports, [this]() { return agent_.get(); }},
-      [this](const cove::v1::Forward& f) { OnForwardChange(f); });
+      std::move(ports_env), [this](const cove::v1::Forward& f) { OnForwardChange(f); });
   ports_->SetSpec(record_.spec());
   ports_->OnListeners(listeners_);
 }

@@ -22,6 +22,11 @@ reader=$!
 wait_for 10 "the host reader's connection through the forward" sh -c \
   "cove ports dev --json | jq -e '.[] | select(.host_port == 18200 and .connections >= 1)'"
 kill -0 "$reader" || fail "the host reader did not stream"
+wait_for 10 "18200 on the network route" sh -c \
+  "cove ports dev --json | jq -e '.[] | select(.host_port == 18200 and .route == \"network\")'"
+qemu_lanes() { ss -Hltnp | grep -c "pid=$pid," || true; }
+lanes_before=$(qemu_lanes)
+[ "$lanes_before" -ge 1 ] || fail "qemu listens on no lane"
 
 log "kill -9 coved while the forwarded connection streams"
 kill -9 "$COVED_PID"
@@ -47,6 +52,11 @@ log "re-adopted: agent back after $(((t1 - t0) / 1000000)) ms, forward 18200 aft
 got=$( (timeout 5 socat -u TCP:127.0.0.1:18200 - 2>/dev/null || true) | head -c 1048576 | wc -c)
 [ "$got" = 1048576 ] || fail "no stream through the forward after re-adoption (got $got bytes)"
 cove exec dev -- true || fail "exec after re-adoption"
+# The old coved's lanes are gone and the new one made its own: as many as
+# before, not twice as many.
+wait_for 10 "18200 back on the network route" sh -c \
+  "cove ports dev --json | jq -e '.[] | select(.host_port == 18200 and .route == \"network\")'"
+[ "$(qemu_lanes)" = "$lanes_before" ] || fail "qemu has $(qemu_lanes) lanes after re-adoption, $lanes_before before"
 [ -S "$COVE_HOME/machines/dev/containerd.sock" ] || fail "containerd.sock not back"
 timeout 10 "$COVE_CTR" --address "$COVE_HOME/machines/dev/containerd.sock" version >/dev/null ||
   fail "ctr through containerd.sock after re-adoption"

@@ -44,6 +44,26 @@ expect_state 18080 listening || fail "cove ports: $(cove ports "$name")"
   fail "18080 listed as static"
 cove ports "$name" | grep -c '^tcp .*127.0.0.1:18080 .*listening' >/dev/null || fail "table: $(cove ports "$name")"
 
+log "a listener on the guest's :: goes through the VM's network (a lane), once it is up"
+route_of() {  # route_of PORT
+  cove ports "$name" --json | jq -r --argjson p "$1" '.[] | select(.host_port == $p) | .route'
+}
+wait_for 5 "18080 to take the network route" eval '[ "$(route_of 18080)" = network ]'
+qemu_pid=$(cove inspect "$name" --json | jq -r .pid)
+lanes() {  # the host TCP ports qemu listens on: its lanes
+  ss -Hltnp | awk -v p="pid=$qemu_pid," '$0 ~ p {n = split($4, a, ":"); print a[n]}' | sort -n
+}
+[ "$(lanes | wc -l)" -ge 1 ] || fail "qemu listens on no lane: $(ss -ltnp)"
+for _ in 1 2 3; do [ "$(get 18080)" = hello ] || fail "through the lane: $(get 18080)"; done
+# Six at once: four through the lane, the rest over the agent link.
+getters=()
+for i in 1 2 3 4 5 6; do
+  get 18080 >"$COVE_HOME/par-$i" &
+  getters+=($!)
+done
+wait "${getters[@]}"
+for i in 1 2 3 4 5 6; do [ "$(cat "$COVE_HOME/par-$i")" = hello ] || fail "parallel get $i"; done
+
 log "the static forward reaches the guest port"
 [ "$(get 18090)" = hello ] || fail "static 18090 -> 18080"
 expect_state 18090 listening || fail "static: $(cove ports "$name")"
@@ -67,10 +87,18 @@ guest_httpd 18082
 wait_for 5 "guest 18082 on host 18092" get 18092
 expect_state 18082 none || fail "18082 also forwarded at its own port"
 
-log "the guest listener going away closes the forward"
+log "a listener on the guest's 127.0.0.1 only goes over the agent link"
+cove exec "$name" -- sh -c 'setsid socat TCP-LISTEN:18086,bind=127.0.0.1,reuseaddr,fork SYSTEM:"echo local" </dev/null >/dev/null 2>&1 &'
+wait_for 5 "guest 18086 on the host" expect_state 18086 listening
+[ "$(route_of 18086)" = agent ] || fail "18086 route: $(route_of 18086)"
+[ "$(curl -s -m 3 telnet://127.0.0.1:18086 </dev/null)" = local ] || fail "18086 over the agent link"
+
+log "the guest listener going away closes the forward, and its lane"
+lanes_before=$(lanes | wc -l)
 kill_guest_httpd 18080
 wait_for 5 "the 18080 forward to close" expect_state 18080 none
 get 18080 >/dev/null && fail "18080 still answers"
+wait_for 5 "qemu to drop the lane" eval '[ "$(lanes | wc -l)" -lt "$lanes_before" ]'
 
 log "a host port taken by another program: conflict, then up by itself"
 socat TCP-LISTEN:18084,bind=127.0.0.1,reuseaddr /dev/null &

@@ -1,5 +1,8 @@
 #include "daemon/driver/qemu/qemu_argv.h"
 
+#include <sstream>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace cove::daemon::qemu {
@@ -57,12 +60,12 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   add({"-drive", absl::StrCat("file=", EscapeOptionValue(spec.disk),
                               ",if=none,id=root,format=qcow2,discard=unmap,cache=writeback")});
   add({"-device", "virtio-blk-pci,drive=root"});
-  std::string netdev = "user,id=net0";
+  std::string netdev = absl::StrCat("user,id=", kUserNetId);
   for (const std::string& fwd : spec.user_net_hostfwds) {
     netdev += ",hostfwd=" + EscapeOptionValue(fwd);
   }
   add({"-netdev", netdev});
-  add({"-device", "virtio-net-pci,netdev=net0"});
+  add({"-device", absl::StrCat("virtio-net-pci,netdev=", kUserNetId)});
   add({"-device", "virtio-rng-pci"});
 
   // The agent link: qemu listens, coved connects (and reconnects after a
@@ -77,6 +80,27 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   add({"-qmp", absl::StrCat("unix:", EscapeOptionValue(spec.qmp_socket), ",server=on,wait=off")});
   add({"-pidfile", spec.pid_file});
   return argv;
+}
+
+std::vector<UserNetForward> ParseTcpHostForwards(const std::string& info_usernet) {
+  // "  TCP[HOST_FORWARD]  14  127.0.0.1 39999  10.0.2.15 18081  0  0"
+  std::vector<UserNetForward> out;
+  std::istringstream lines(info_usernet);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string kind, fd, host_ip, host_port, guest_ip, guest_port;
+    if (!(words >> kind >> fd >> host_ip >> host_port >> guest_ip >> guest_port)) continue;
+    if (kind != "TCP[HOST_FORWARD]") continue;
+    uint32_t hp = 0, gp = 0;
+    if (!absl::SimpleAtoi(host_port, &hp) || !absl::SimpleAtoi(guest_port, &gp) || hp > 65535 ||
+        gp > 65535) {
+      continue;
+    }
+    out.push_back(UserNetForward{host_ip, static_cast<uint16_t>(hp), guest_ip,
+                                 static_cast<uint16_t>(gp)});
+  }
+  return out;
 }
 
 }  // namespace cove::daemon::qemu

@@ -8,10 +8,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "daemon/driver/qemu/qemu_argv.h"
 #include "spdlog/spdlog.h"
 
 namespace cove::daemon::qemu {
@@ -41,14 +44,26 @@ QemuInstance::QemuInstance(EventLoop& loop, LaunchSpec spec, int pid, bool is_ch
       is_child_(is_child),
       callbacks_(std::move(callbacks)),
       qmp_(loop, QmpClient::Callbacks{
-                     .on_ready = [this]() { spdlog::debug("{}: QMP ready", spec_.name); },
+                     .on_ready = [this]() { OnQmpReady(); },
                      .on_event = [this](const std::string& e,
                                         const nlohmann::json& d) { OnQmpEvent(e, d); },
                      .on_closed = [this](const std::string& why) { OnQmpClosed(why); }}),
       qmp_retry_(loop),
-      liveness_(loop) {}
+      liveness_(loop) {
+  // "tcp:127.0.0.1:25201-:5201": the host port is the last field before '-'.
+  for (const std::string& fwd : spec_.user_net_hostfwds) {
+    const std::string host = fwd.substr(0, fwd.find('-'));
+    uint32_t port = 0;
+    if (absl::SimpleAtoi(host.substr(host.rfind(':') + 1), &port) && port <= 65535) {
+      fixed_forwards_.insert(static_cast<uint16_t>(port));
+    }
+  }
+}
 
 QemuInstance::~QemuInstance() {
+  // An exchange still in flight ends with an error; nothing after it runs.
+  lane_ops_.clear();
+  lanes_ready_ = false;
   qmp_.Close();
   if (pidfd_poll_ != nullptr) {
     uv_poll_stop(pidfd_poll_);
@@ -204,6 +219,116 @@ bool QemuInstance::Quit() {
 
 void QemuInstance::Kill() {
   if (!exited_) ::kill(pid_, SIGKILL);
+}
+
+void QemuInstance::OnQmpReady() {
+  spdlog::debug("{}: QMP ready", spec_.name);
+  if (stale_lanes_checked_) return;  // a reconnect: the lanes are as they were
+  stale_lanes_checked_ = true;
+  if (is_child_) {
+    lanes_ready_ = true;
+    RunLaneOps();
+    return;
+  }
+  // Adopted: the lanes of the coved that started this qemu lead to guest
+  // ports nobody here knows about. They go before any new one is made.
+  Hmp("info usernet", [this](absl::StatusOr<std::string> info) {
+    if (!info.ok()) {
+      spdlog::warn("{}: cannot list the user-mode network's forwards: {}", spec_.name,
+                   std::string(info.status().message()));
+    } else {
+      for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
+        if (f.host_ip != "127.0.0.1" || fixed_forwards_.count(f.host_port)) continue;
+        spdlog::info("{}: removing lane 127.0.0.1:{} to guest port {} left by an earlier coved",
+                     spec_.name, f.host_port, f.guest_port);
+        Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
+            [](absl::StatusOr<std::string>) {});
+      }
+    }
+    lanes_ready_ = true;
+    RunLaneOps();
+  });
+}
+
+void QemuInstance::Hmp(const std::string& command_line,
+                       std::function<void(absl::StatusOr<std::string>)> done) {
+  qmp_.Execute("human-monitor-command", {{"command-line", command_line}},
+               [done = std::move(done)](absl::Status st, const nlohmann::json& result) {
+                 if (!st.ok()) {
+                   done(st);
+                   return;
+                 }
+                 done(result.is_string() ? result.get<std::string>() : std::string());
+               });
+}
+
+void QemuInstance::QueueLaneOp(LaneOp op) {
+  lane_ops_.push_back(std::move(op));
+  RunLaneOps();
+}
+
+void QemuInstance::RunLaneOps() {
+  if (!lanes_ready_ || lane_op_running_ || lane_ops_.empty()) return;
+  LaneOp op = std::move(lane_ops_.front());
+  lane_ops_.pop_front();
+  lane_op_running_ = true;
+  op([this]() {
+    lane_op_running_ = false;
+    RunLaneOps();
+  });
+}
+
+void QemuInstance::OpenLane(uint16_t guest_port, LaneDone done) {
+  if (exited_) {
+    done(absl::UnavailableError("qemu is gone"));
+    return;
+  }
+  QueueLaneOp([this, guest_port, done = std::move(done)](std::function<void()> next) {
+    // Port 0: the host's kernel picks a free port, read back from the list.
+    Hmp(absl::StrCat("hostfwd_add ", kUserNetId, " tcp:127.0.0.1:0-:", guest_port),
+        [this, guest_port, done, next](absl::StatusOr<std::string> added) {
+          // HMP answers success with nothing and failure with a message.
+          if (added.ok() && !absl::StripAsciiWhitespace(*added).empty()) {
+            added = absl::UnavailableError(absl::StripAsciiWhitespace(*added));
+          }
+          if (!added.ok()) {
+            done(added.status());
+            next();
+            return;
+          }
+          Hmp("info usernet", [this, guest_port, done, next](absl::StatusOr<std::string> info) {
+            absl::StatusOr<uint16_t> port = absl::NotFoundError(
+                absl::StrCat("QEMU lists no new forward to guest port ", guest_port));
+            if (!info.ok()) port = info.status();
+            for (const qemu::UserNetForward& f :
+                 info.ok() ? ParseTcpHostForwards(*info) : std::vector<qemu::UserNetForward>{}) {
+              if (f.host_ip == "127.0.0.1" && f.guest_port == guest_port &&
+                  !lanes_.count(f.host_port) && !fixed_forwards_.count(f.host_port)) {
+                port = f.host_port;
+                break;
+              }
+            }
+            if (port.ok()) lanes_.insert(*port);
+            done(port);
+            next();
+          });
+        });
+  });
+}
+
+void QemuInstance::CloseLane(uint16_t host_port) {
+  lanes_.erase(host_port);
+  if (exited_) return;
+  QueueLaneOp([this, host_port](std::function<void()> next) {
+    Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
+        [this, host_port, next](absl::StatusOr<std::string> removed) {
+          if (!removed.ok() || removed->find("removed") == std::string::npos) {
+            spdlog::debug("{}: removing lane 127.0.0.1:{}: {}", spec_.name, host_port,
+                          removed.ok() ? *removed : std::string(removed.status().message()));
+          }
+          next();
+        });
+  });
 }
 
 }  // namespace cove::daemon::qemu

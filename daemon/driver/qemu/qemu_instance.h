@@ -4,7 +4,10 @@
 
 #include <uv.h>
 
+#include <deque>
+#include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "daemon/driver/driver.h"
@@ -27,8 +30,19 @@ class QemuInstance : public VmInstance {
   bool RequestPowerdown() override;
   bool Quit() override;
   void Kill() override;
+  void OpenLane(uint16_t guest_port, LaneDone done) override;
+  void CloseLane(uint16_t host_port) override;
 
  private:
+  // Lane changes run one at a time, so each hostfwd_add is matched with its
+  // own `info usernet`; `next` starts the following one.
+  using LaneOp = std::function<void(std::function<void()> next)>;
+  void OnQmpReady();
+  void QueueLaneOp(LaneOp op);
+  void RunLaneOps();
+  // A human monitor command; its text answer.
+  void Hmp(const std::string& command_line,
+           std::function<void(absl::StatusOr<std::string>)> done);
   void ConnectQmp();
   void OnQmpClosed(const std::string& why);
   void Reap(int status);
@@ -53,6 +67,13 @@ class QemuInstance : public VmInstance {
   bool exited_ = false;
   bool reaped_ = false;  // is_child_ only: waitpid already collected it
   int wait_status_ = 0;
+  std::deque<LaneOp> lane_ops_;
+  bool lane_op_running_ = false;
+  // QMP is up, and lanes an earlier coved left (adopted qemu) are removed.
+  bool lanes_ready_ = false;
+  bool stale_lanes_checked_ = false;
+  std::set<uint16_t> lanes_;           // host ports of this coved's lanes
+  std::set<uint16_t> fixed_forwards_;  // host ports of spec_.user_net_hostfwds
 };
 
 }  // namespace cove::daemon::qemu

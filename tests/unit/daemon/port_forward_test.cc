@@ -2,6 +2,7 @@
 // No agent link: connections are accepted and wait for one.
 #include "daemon/forward/port_forward.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -156,6 +157,112 @@ TEST_CASE("an address this host does not have fails with the reason, not retried
   REQUIRE(m.State(port) == cove::v1::FORWARD_STATE_FAILED);
   CHECK_THAT(m.last[port].error(), Catch::Contains("no address 192.0.2.1"));
   m.ports->CloseAll();
+}
+
+namespace {
+
+int Connect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  return fd;
+}
+
+// What a non-blocking socket has to read now: "" for nothing yet, "EOF".
+std::string ReadNow(int fd) {
+  char buf[256];
+  ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+  if (n == 0) return "EOF";
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+}  // namespace
+
+TEST_CASE("a forward to 0.0.0.0 goes through the lane, at most 4 connections at once, and "
+          "falls back to the agent link when the lane refuses",
+          "[ports]") {
+  EventLoop loop;
+  PortRegistry registry;
+  const uint16_t port = FreePort();
+  uint16_t lane_port = FreePort();
+  int lane = ListenOn(lane_port);
+  REQUIRE(lane >= 0);
+  fcntl(lane, F_SETFL, O_NONBLOCK);
+  std::vector<uint16_t> opened, closed;
+  std::map<uint16_t, cove::v1::Forward> last;
+  PortForward::Env env{loop, "m", registry, []() -> AgentLink* { return nullptr; }};
+  env.open_lane = [&](uint16_t guest_port, VmInstance::LaneDone done) {
+    opened.push_back(guest_port);
+    done(lane_port);
+  };
+  env.close_lane = [&](uint16_t host_port) { closed.push_back(host_port); };
+  auto ports = std::make_unique<PortForwarder>(
+      std::move(env), [&](const cove::v1::Forward& f) { last[f.host_port()] = f; });
+  cove::v1::MachineSpec spec = StaticSpec(FreePort());  // to the guest's 127.0.0.1
+  const uint16_t static_port = spec.static_forwards(0).host_port();
+  ports->SetSpec(spec);
+  cove::agent::v1::Listeners listeners;
+  auto* l = listeners.add_listeners();
+  l->set_proto(cove::agent::v1::PROTO_TCP);
+  l->set_address("0.0.0.0");
+  l->set_port(port);
+  ports->OnListeners(listeners);
+  REQUIRE(last[port].state() == cove::v1::FORWARD_STATE_LISTENING);
+  CHECK(last[port].route() == cove::v1::FORWARD_ROUTE_NETWORK);
+  CHECK(last[static_port].route() == cove::v1::FORWARD_ROUTE_AGENT);
+  CHECK(opened == std::vector<uint16_t>{port});
+
+  // Bytes go both ways through the lane, with no agent link at all.
+  int client = Connect(port);
+  int server = -1;
+  REQUIRE(RunUntil(loop, [&] { return (server = accept(lane, nullptr, nullptr)) >= 0; }));
+  REQUIRE(send(client, "ping", 4, 0) == 4);
+  std::string got;
+  REQUIRE(RunUntil(loop, [&] {
+    char buf[16];
+    ssize_t n = recv(server, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got == "ping";
+  }));
+  REQUIRE(send(server, "pong", 4, 0) == 4);
+  REQUIRE(RunUntil(loop, [&] { return ReadNow(client) == "pong"; }));
+  CHECK(ports->List().size() == 2);
+
+  // Four more at once: three join the first on the lane, the fifth waits
+  // for the agent link.
+  std::vector<int> more;
+  for (int i = 0; i < 4; i++) more.push_back(Connect(port));
+  std::vector<int> served;
+  RunUntil(
+      loop,
+      [&] {
+        int fd = accept(lane, nullptr, nullptr);
+        if (fd >= 0) served.push_back(fd);
+        return false;
+      },
+      500);
+  CHECK(served.size() == 3);
+  for (const auto& f : ports->List()) {
+    if (f.host_port() == port) CHECK(f.connections() == 5);
+  }
+
+  // The lane goes away: a new connection is not dropped but waits for the
+  // agent link (nothing to read, no EOF).
+  close(lane);
+  int late = Connect(port);
+  RunUntil(loop, [] { return false; }, 300);
+  CHECK(ReadNow(late).empty());
+
+  ports->CloseAll();
+  CHECK(closed == std::vector<uint16_t>{lane_port});
+  RunUntil(loop, [&] { return ReadNow(client) == "EOF"; });
+  for (int fd : more) close(fd);
+  for (int fd : served) close(fd);
+  for (int fd : {client, server, late}) close(fd);
+  uv_run(loop.uv(), UV_RUN_NOWAIT);
 }
 
 }  // namespace cove::daemon

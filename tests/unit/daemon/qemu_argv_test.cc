@@ -81,3 +81,23 @@ TEST_CASE("user-net host forwards (benchmarks only) join the netdev", "[qemu]") 
   CHECK(After(qemu::BuildQemuArgv("q", s), "-netdev") ==
         "user,id=net0,hostfwd=tcp:127.0.0.1:25201-:5201,hostfwd=udp::25353-:53");
 }
+
+TEST_CASE("info usernet: the TCP host forwards are read, the rest skipped", "[qemu]") {
+  const std::string text =
+      "Hub -1 (net0):\r\n"
+      "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n"
+      "  TCP[HOST_FORWARD]  15       127.0.0.1 39998       10.0.2.15 18082     0     0\r\n"
+      "  TCP[ESTABLISHED]   23       10.0.2.15 40000       10.0.2.2  80        0     0\r\n"
+      "  UDP[HOST_FORWARD]  16               * 25353       10.0.2.15    53     0     0\r\n"
+      "  TCP[HOST_FORWARD]  14       127.0.0.1 39999       10.0.2.15 18081     0     0\r\n"
+      "  TCP[HOST_FORWARD]  17       127.0.0.1 99999       10.0.2.15 18083     0     0\r\n";
+  const auto fwds = qemu::ParseTcpHostForwards(text);
+  REQUIRE(fwds.size() == 2);
+  CHECK(fwds[0].host_ip == "127.0.0.1");
+  CHECK(fwds[0].host_port == 39998);
+  CHECK(fwds[0].guest_ip == "10.0.2.15");
+  CHECK(fwds[0].guest_port == 18082);
+  CHECK(fwds[1].host_port == 39999);
+  CHECK(fwds[1].guest_port == 18081);
+  CHECK(qemu::ParseTcpHostForwards("").empty());
+}
