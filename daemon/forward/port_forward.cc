@@ -147,7 +147,7 @@ PortForward::~PortForward() {
 
 bool PortForward::CanUseLane() const {
   return key_.proto == cove::v1::PROTO_TCP && env_.lanes != nullptr &&
-         (target_.guest_ip == "0.0.0.0" || target_.guest_ip == "::");
+         target_.network_reachable;
 }
 
 cove::v1::Forward PortForward::Info() const {

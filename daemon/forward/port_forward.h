@@ -122,7 +122,7 @@ class PortForward {
   const ForwardKey& key() const { return key_; }
   const ForwardTarget& target() const { return target_; }
   cove::v1::Forward Info() const;
-  // A TCP forward to a guest listener on 0.0.0.0 or ::.
+  // A TCP forward to a guest listener on 0.0.0.0, or on :: taking IPv4.
   bool CanUseLane() const;
 
   struct TcpListener;

@@ -98,7 +98,10 @@ std::map<ForwardKey, ForwardTarget> DesiredForwards(
         l.proto() == cove::agent::v1::PROTO_UDP ? cove::v1::PROTO_UDP : cove::v1::PROTO_TCP;
     auto key = Decide(spec.port_rules(), proto, l.address(), static_cast<uint16_t>(l.port()));
     if (!key) continue;
-    out.emplace(*key, ForwardTarget{l.address(), static_cast<uint16_t>(l.port()), false});
+    const bool reachable = l.proto() == cove::agent::v1::PROTO_TCP &&
+                           (l.address() == "0.0.0.0" || (l.address() == "::" && !l.v6only()));
+    out.emplace(*key,
+                ForwardTarget{l.address(), static_cast<uint16_t>(l.port()), false, reachable});
   }
   return out;
 }

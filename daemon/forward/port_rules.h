@@ -30,6 +30,9 @@ struct ForwardTarget {
   std::string guest_ip;  // as the listener is bound; the agent maps 0.0.0.0 to 127.0.0.1
   uint16_t guest_port = 0;
   bool is_static = false;
+  // The guest's network interface reaches the listener (bound to 0.0.0.0,
+  // or to :: taking IPv4 too), so a lane can carry its connections.
+  bool network_reachable = false;
 
   bool operator==(const ForwardTarget&) const = default;
 };

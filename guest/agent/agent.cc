@@ -237,6 +237,7 @@ void Agent::ReportListeners(Session& session, bool force) {
     item->set_proto(l.proto == ListenerInfo::Proto::kTcp ? v1::PROTO_TCP : v1::PROTO_UDP);
     item->set_address(l.address);
     item->set_port(l.port);
+    item->set_v6only(l.v6only);
   }
   Send(session, msg);
 }

@@ -5,6 +5,7 @@
 #include <linux/connector.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -84,7 +85,17 @@ bool ListenerWatcher::Dump(int family, ListenerInfo::Proto proto, std::vector<Li
       if (port == 0) continue;
       // A UDP socket with a peer is a client, not a server.
       if (proto == ListenerInfo::Proto::kUdp && m->id.idiag_dport != 0) continue;
-      out.push_back(ListenerInfo{proto, Literal(m->idiag_family, m->id.idiag_src), port});
+      // IPv6 sockets carry INET_DIAG_SKV6ONLY whether asked for or not.
+      bool v6only = false;
+      int attrs = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+      for (auto* a = reinterpret_cast<rtattr*>(const_cast<inet_diag_msg*>(m) + 1);
+           RTA_OK(a, attrs); a = RTA_NEXT(a, attrs)) {
+        if (a->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(a) >= 1) {
+          v6only = *static_cast<const uint8_t*>(RTA_DATA(a)) != 0;
+        }
+      }
+      out.push_back(
+          ListenerInfo{proto, Literal(m->idiag_family, m->id.idiag_src), port, v6only});
     }
   }
 }

@@ -29,6 +29,7 @@ struct ListenerInfo {
   Proto proto = Proto::kTcp;
   std::string address;  // "0.0.0.0", "::1", ...
   uint16_t port = 0;
+  bool v6only = false;  // IPv6 only (IPV6_V6ONLY)
 
   auto operator<=>(const ListenerInfo&) const = default;
 };

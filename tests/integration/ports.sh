@@ -93,7 +93,15 @@ wait_for 5 "guest 18086 on the host" expect_state 18086 listening
 [ "$(route_of 18086)" = agent ] || fail "18086 route: $(route_of 18086)"
 [ "$(curl -s -m 3 telnet://127.0.0.1:18086 </dev/null)" = local ] || fail "18086 over the agent link"
 
+log "an IPv6-only listener on :: (which QEMU's IPv4 network cannot reach) goes over the agent link too"
+cove exec "$name" -- sh -c 'setsid socat TCP6-LISTEN:18087,ipv6only=1,reuseaddr,fork SYSTEM:"echo six" </dev/null >/dev/null 2>&1 &'
+wait_for 5 "guest 18087 on the host" expect_state 18087 listening
+[ "$(route_of 18087)" = agent ] || fail "18087 route: $(route_of 18087)"
+[ "$(curl -s -m 3 telnet://127.0.0.1:18087 </dev/null)" = six ] || fail "18087 over the agent link"
+
 log "the guest listener going away closes the forward, and its lane"
+# Every lane made before counting: 18085 and 18092 (from 18082) are on :: too.
+for p in 18085 18092; do wait_for 5 "$p to take the network route" eval "[ \"\$(route_of $p)\" = network ]"; done
 lanes_before=$(lanes | wc -l)
 kill_guest_httpd 18080
 wait_for 5 "the 18080 forward to close" expect_state 18080 none

@@ -223,9 +223,8 @@ void QemuInstance::Kill() {
 
 void QemuInstance::OnQmpReady() {
   spdlog::debug("{}: QMP ready", spec_.name);
-  if (stale_lanes_checked_) return;  // a reconnect: the lanes are as they were
-  stale_lanes_checked_ = true;
-  if (is_child_) {
+  if (stale_lanes_checked_ || is_child_) {
+    // Lane changes asked for while QMP was away run now.
     lanes_ready_ = true;
     RunLaneOps();
     return;
@@ -234,16 +233,19 @@ void QemuInstance::OnQmpReady() {
   // ports nobody here knows about. They go before any new one is made.
   Hmp("info usernet", [this](absl::StatusOr<std::string> info) {
     if (!info.ok()) {
+      // QMP went away again: the next connection tries once more, and lane
+      // changes wait for it.
       spdlog::warn("{}: cannot list the user-mode network's forwards: {}", spec_.name,
                    std::string(info.status().message()));
-    } else {
-      for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
-        if (f.host_ip != "127.0.0.1" || fixed_forwards_.count(f.host_port)) continue;
-        spdlog::info("{}: removing lane 127.0.0.1:{} to guest port {} left by an earlier coved",
-                     spec_.name, f.host_port, f.guest_port);
-        Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
-            [](absl::StatusOr<std::string>) {});
-      }
+      return;
+    }
+    stale_lanes_checked_ = true;
+    for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
+      if (f.host_ip != "127.0.0.1" || fixed_forwards_.count(f.host_port)) continue;
+      spdlog::info("{}: removing lane 127.0.0.1:{} to guest port {} left by an earlier coved",
+                   spec_.name, f.host_port, f.guest_port);
+      Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
+          [](absl::StatusOr<std::string>) {});
     }
     lanes_ready_ = true;
     RunLaneOps();
@@ -268,7 +270,7 @@ void QemuInstance::QueueLaneOp(LaneOp op) {
 }
 
 void QemuInstance::RunLaneOps() {
-  if (!lanes_ready_ || lane_op_running_ || lane_ops_.empty()) return;
+  if (!lanes_ready_ || !qmp_.ready() || lane_op_running_ || lane_ops_.empty()) return;
   LaneOp op = std::move(lane_ops_.front());
   lane_ops_.pop_front();
   lane_op_running_ = true;
@@ -308,7 +310,13 @@ void QemuInstance::OpenLane(uint16_t guest_port, LaneDone done) {
                 break;
               }
             }
-            if (port.ok()) lanes_.insert(*port);
+            if (port.ok()) {
+              lanes_.insert(*port);
+            } else {
+              // The forward was added but is not known: remove whatever
+              // reaches that guest port and is not ours, rather than leave it.
+              RemoveUntrackedLanes(guest_port);
+            }
             done(port);
             next();
           });
@@ -316,12 +324,34 @@ void QemuInstance::OpenLane(uint16_t guest_port, LaneDone done) {
   });
 }
 
+void QemuInstance::RemoveUntrackedLanes(uint16_t guest_port) {
+  QueueLaneOp([this, guest_port](std::function<void()> next) {
+    Hmp("info usernet", [this, guest_port, next](absl::StatusOr<std::string> info) {
+      if (info.ok()) {
+        for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
+          if (f.host_ip == "127.0.0.1" && f.guest_port == guest_port &&
+              !lanes_.count(f.host_port) && !fixed_forwards_.count(f.host_port)) {
+            Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
+                [](absl::StatusOr<std::string>) {});
+          }
+        }
+      }
+      next();
+    });
+  });
+}
+
 void QemuInstance::CloseLane(uint16_t host_port) {
-  lanes_.erase(host_port);
-  if (exited_) return;
+  if (exited_) {
+    lanes_.erase(host_port);
+    return;
+  }
   QueueLaneOp([this, host_port](std::function<void()> next) {
     Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
         [this, host_port, next](absl::StatusOr<std::string> removed) {
+          // Only now: until it is gone, a new lane to the same guest port
+          // must not be mistaken for it.
+          lanes_.erase(host_port);
           if (!removed.ok() || removed->find("removed") == std::string::npos) {
             spdlog::debug("{}: removing lane 127.0.0.1:{}: {}", spec_.name, host_port,
                           removed.ok() ? *removed : std::string(removed.status().message()));

@@ -38,6 +38,9 @@ class QemuInstance : public VmInstance {
   // own `info usernet`; `next` starts the following one.
   using LaneOp = std::function<void(std::function<void()> next)>;
   void OnQmpReady();
+  // Removes the user-net forwards to `guest_port` on 127.0.0.1 that are
+  // neither lanes nor fixed forwards (a hostfwd_add whose port was not found).
+  void RemoveUntrackedLanes(uint16_t guest_port);
   void QueueLaneOp(LaneOp op);
   void RunLaneOps();
   // A human monitor command; its text answer.
@@ -69,7 +72,8 @@ class QemuInstance : public VmInstance {
   int wait_status_ = 0;
   std::deque<LaneOp> lane_ops_;
   bool lane_op_running_ = false;
-  // QMP is up, and lanes an earlier coved left (adopted qemu) are removed.
+  // QMP was up, and lanes an earlier coved left (adopted qemu) are removed;
+  // lane changes still wait whenever QMP is not connected.
   bool lanes_ready_ = false;
   bool stale_lanes_checked_ = false;
   std::set<uint16_t> lanes_;           // host ports of this coved's lanes

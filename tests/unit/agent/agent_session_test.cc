@@ -395,6 +395,46 @@ TEST_CASE("agent reports listening TCP and bound UDP sockets as they come and go
   CHECK(gone);
 }
 
+TEST_CASE("agent marks IPv6-only listeners", "[agent][session][ports]") {
+  // Two TCP listeners on ::, one IPv6 only; skipped where this host has no IPv6.
+  auto listen6 = [](int v6only) -> std::pair<int, uint16_t> {
+    const int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return {-1, 0};
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    socklen_t len = sizeof(addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 8) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      close(fd);
+      return {-1, 0};
+    }
+    return {fd, ntohs(addr.sin6_port)};
+  };
+  auto [only6, only6_port] = listen6(1);
+  auto [dual, dual_port] = listen6(0);
+  if (only6 < 0 || dual < 0) {
+    WARN("no IPv6 on this host; not tested");
+    return;
+  }
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  auto flag = [](const v1::Listeners& s, uint16_t port) -> std::optional<bool> {
+    for (const v1::Listener& l : s.listeners()) {
+      if (l.proto() == v1::PROTO_TCP && l.port() == port && l.address() == "::") return l.v6only();
+    }
+    return std::nullopt;
+  };
+  auto seen = AwaitListeners(
+      host, [&](const v1::Listeners& s) { return flag(s, only6_port) && flag(s, dual_port); });
+  REQUIRE(seen);
+  CHECK(*flag(*seen, only6_port));
+  CHECK_FALSE(*flag(*seen, dual_port));
+  close(only6);
+  close(dual);
+}
+
 TEST_CASE("a UDP stream carries datagrams both ways", "[agent][session][ports]") {
   HostPeer host;
   AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});

@@ -249,19 +249,77 @@ TEST_CASE("a forward to 0.0.0.0 goes through the lane, at most 4 connections at 
     if (f.host_port() == port) CHECK(f.connections() == 5);
   }
 
-  // The lane goes away: a new connection is not dropped but waits for the
-  // agent link (nothing to read, no EOF).
+  auto connections = [&] {
+    for (const auto& f : ports->List()) {
+      if (f.host_port() == port) return f.connections();
+    }
+    return 0u;
+  };
+  // The lane connections end when both sides close; the fifth still waits.
+  for (int fd : more) close(fd);
+  for (int fd : served) close(fd);
+  for (int fd : {client, server}) close(fd);
+  REQUIRE(RunUntil(loop, [&] { return connections() == 1; }));
+
+  // The lane goes away: a new connection tries it, is refused, and moves to
+  // the agent link, where it waits (nothing to read, no EOF) instead of
+  // being dropped.
   close(lane);
   int late = Connect(port);
+  REQUIRE(RunUntil(loop, [&] { return connections() == 2; }));
   RunUntil(loop, [] { return false; }, 300);
+  CHECK(connections() == 2);
   CHECK(ReadNow(late).empty());
 
   ports->CloseAll();
   CHECK(closed == std::vector<uint16_t>{lane_port});
-  RunUntil(loop, [&] { return ReadNow(client) == "EOF"; });
-  for (int fd : more) close(fd);
-  for (int fd : served) close(fd);
-  for (int fd : {client, server, late}) close(fd);
+  REQUIRE(RunUntil(loop, [&] { return ReadNow(late) == "EOF"; }));
+  close(late);
+  uv_run(loop.uv(), UV_RUN_NOWAIT);
+}
+
+TEST_CASE("a lane that comes late changes the route; one no longer wanted is closed at once",
+          "[ports]") {
+  EventLoop loop;
+  PortRegistry registry;
+  const uint16_t port = FreePort();
+  std::vector<VmInstance::LaneDone> pending;
+  std::vector<uint16_t> closed;
+  std::vector<cove::v1::Forward> events;
+  PortForward::Env env{loop, "m", registry, []() -> AgentLink* { return nullptr; }};
+  env.open_lane = [&](uint16_t, VmInstance::LaneDone done) { pending.push_back(std::move(done)); };
+  env.close_lane = [&](uint16_t host_port) { closed.push_back(host_port); };
+  PortForwarder ports(std::move(env), [&](const cove::v1::Forward& f) { events.push_back(f); });
+  cove::agent::v1::Listeners listeners;
+  auto* l = listeners.add_listeners();
+  l->set_proto(cove::agent::v1::PROTO_TCP);
+  l->set_address("::");
+  l->set_port(port);
+  ports.OnListeners(listeners);
+  REQUIRE(pending.size() == 1);
+  REQUIRE(!events.empty());
+  CHECK(events.back().route() == cove::v1::FORWARD_ROUTE_AGENT);
+  pending[0](uint16_t{40001});
+  CHECK(events.back().route() == cove::v1::FORWARD_ROUTE_NETWORK);
+  CHECK(events.back().state() == cove::v1::FORWARD_STATE_LISTENING);
+
+  // The listener goes and comes back before the second lane's answer; the
+  // first lane is closed with the forward, the answer for a lane nobody
+  // wants any more is closed as it arrives, and the current one is kept.
+  ports.OnListeners(cove::agent::v1::Listeners());
+  CHECK(closed == std::vector<uint16_t>{40001});
+  ports.OnListeners(listeners);
+  ports.OnListeners(cove::agent::v1::Listeners());
+  ports.OnListeners(listeners);
+  REQUIRE(pending.size() == 3);
+  pending[1](uint16_t{40002});
+  CHECK(closed == std::vector<uint16_t>{40001, 40002});
+  pending[2](uint16_t{40003});
+  CHECK(closed == std::vector<uint16_t>{40001, 40002});
+  CHECK(ports.List().back().route() == cove::v1::FORWARD_ROUTE_NETWORK);
+  pending[0] = nullptr;
+  ports.CloseAll();
+  CHECK(closed == std::vector<uint16_t>{40001, 40002, 40003});
   uv_run(loop.uv(), UV_RUN_NOWAIT);
 }
 

@@ -93,4 +93,21 @@ TEST_CASE("bad rules and forwards are refused with what to fix", "[ports]") {
   CHECK_THAT(std::string(CheckPortSettings(spec).message()), Catch::Contains("exists already"));
 }
 
+TEST_CASE("only TCP listeners on 0.0.0.0, or on :: taking IPv4, are reachable by a lane",
+          "[ports]") {
+  cove::v1::MachineSpec spec;
+  auto v6only = L(kTcp, "::", 8082);
+  v6only.set_v6only(true);
+  auto got = DesiredForwards(spec, {L(kTcp, "0.0.0.0", 8080), L(kTcp, "::", 8081), v6only,
+                                    L(kTcp, "127.0.0.1", 8083), L(kUdp, "0.0.0.0", 8084)});
+  auto reachable = [&](cove::v1::Proto proto, uint16_t port) {
+    return got.at(ForwardKey{proto, "127.0.0.1", port}).network_reachable;
+  };
+  CHECK(reachable(cove::v1::PROTO_TCP, 8080));
+  CHECK(reachable(cove::v1::PROTO_TCP, 8081));
+  CHECK_FALSE(reachable(cove::v1::PROTO_TCP, 8082));
+  CHECK_FALSE(reachable(cove::v1::PROTO_TCP, 8083));
+  CHECK_FALSE(reachable(cove::v1::PROTO_UDP, 8084));
+}
+
 }  // namespace cove::daemon
