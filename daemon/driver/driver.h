@@ -75,10 +75,10 @@ class VmInstance {
   // Lanes (docs/ports.md, "Routes"): a TCP port on the host's 127.0.0.1
   // through which the hypervisor's user-mode network reaches `guest_port` on
   // the guest's network interface (QEMU: a user-net hostfwd). `done` runs
-  // once, with the host port or why there is none (not at all if the
+  // once, with the host port or why there is none (maybe not at all if the
   // instance is destroyed first); a driver without such a network says so
   // and forwards keep using the agent link. While the control connection is
-  // down (QMP reconnecting) the request waits.
+  // down but may come back (QMP reconnecting) the request waits.
   using LaneDone = std::function<void(absl::StatusOr<uint16_t> host_port)>;
   virtual void OpenLane(uint16_t guest_port, LaneDone done) {
     (void)guest_port;

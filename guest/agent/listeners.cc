@@ -80,6 +80,7 @@ bool ListenerWatcher::Dump(int family, ListenerInfo::Proto proto, std::vector<Li
         return false;
       }
       if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;  // truncated
       const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
       const uint16_t port = ntohs(m->id.idiag_sport);
       if (port == 0) continue;

@@ -117,6 +117,7 @@ void QemuInstance::OnQmpClosed(const std::string& why) {
   if (exited_) return;
   if (++qmp_attempts_ >= kQmpConnectAttempts) {
     spdlog::warn("{}: giving up on QMP at {}: {}", spec_.name, spec_.qmp_socket, why);
+    RunLaneOps();  // they fail now rather than wait for ever
     return;
   }
   qmp_retry_.Start(kQmpRetryMs, [this]() { ConnectQmp(); });
@@ -162,6 +163,7 @@ void QemuInstance::OnProcessGone() {
   liveness_.Stop();
   qmp_retry_.Stop();
   qmp_.Close();
+  RunLaneOps();  // nothing to wait for now: each fails and says so
   VmExit exit;
   if (is_child_) {
     int status = wait_status_;
@@ -223,6 +225,7 @@ void QemuInstance::Kill() {
 
 void QemuInstance::OnQmpReady() {
   spdlog::debug("{}: QMP ready", spec_.name);
+  qmp_attempts_ = 0;  // the reconnect budget is per outage, not per VM life
   if (stale_lanes_checked_ || is_child_) {
     // Lane changes asked for while QMP was away run now.
     lanes_ready_ = true;
@@ -233,20 +236,21 @@ void QemuInstance::OnQmpReady() {
   // ports nobody here knows about. They go before any new one is made.
   Hmp("info usernet", [this](absl::StatusOr<std::string> info) {
     if (!info.ok()) {
-      // QMP went away again: the next connection tries once more, and lane
-      // changes wait for it.
       spdlog::warn("{}: cannot list the user-mode network's forwards: {}", spec_.name,
                    std::string(info.status().message()));
-      return;
+      // QMP went away again: the next connection tries once more, and lane
+      // changes wait for it. On a live connection, go on without.
+      if (!qmp_.ready()) return;
+    } else {
+      for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
+        if (f.host_ip != "127.0.0.1" || fixed_forwards_.count(f.host_port)) continue;
+        spdlog::info("{}: removing lane 127.0.0.1:{} to guest port {} left by an earlier coved",
+                     spec_.name, f.host_port, f.guest_port);
+        Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
+            [](absl::StatusOr<std::string>) {});
+      }
     }
     stale_lanes_checked_ = true;
-    for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
-      if (f.host_ip != "127.0.0.1" || fixed_forwards_.count(f.host_port)) continue;
-      spdlog::info("{}: removing lane 127.0.0.1:{} to guest port {} left by an earlier coved",
-                   spec_.name, f.host_port, f.guest_port);
-      Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
-          [](absl::StatusOr<std::string>) {});
-    }
     lanes_ready_ = true;
     RunLaneOps();
   });
@@ -264,13 +268,27 @@ void QemuInstance::Hmp(const std::string& command_line,
                });
 }
 
+bool QemuInstance::QmpMayReturn() const {
+  return !exited_ && qmp_attempts_ < kQmpConnectAttempts;
+}
+
+bool QemuInstance::RetryLater(const absl::Status& status, LaneOp op) {
+  if (status.ok() || qmp_.ready() || !QmpMayReturn()) return false;
+  // QMP dropped under the op: it runs again, first, once QMP is back.
+  lane_ops_.push_front(std::move(op));
+  return true;
+}
+
 void QemuInstance::QueueLaneOp(LaneOp op) {
   lane_ops_.push_back(std::move(op));
   RunLaneOps();
 }
 
 void QemuInstance::RunLaneOps() {
-  if (!lanes_ready_ || !qmp_.ready() || lane_op_running_ || lane_ops_.empty()) return;
+  if (lane_op_running_ || lane_ops_.empty()) return;
+  // Wait for QMP while it may come back; once it cannot (qemu gone, given
+  // up), every op runs and fails at once, so each `done` still runs.
+  if (QmpMayReturn() && (!lanes_ready_ || !qmp_.ready())) return;
   LaneOp op = std::move(lane_ops_.front());
   lane_ops_.pop_front();
   lane_op_running_ = true;
@@ -281,47 +299,50 @@ void QemuInstance::RunLaneOps() {
 }
 
 void QemuInstance::OpenLane(uint16_t guest_port, LaneDone done) {
-  if (exited_) {
-    done(absl::UnavailableError("qemu is gone"));
-    return;
-  }
   QueueLaneOp([this, guest_port, done = std::move(done)](std::function<void()> next) {
-    // Port 0: the host's kernel picks a free port, read back from the list.
-    Hmp(absl::StrCat("hostfwd_add ", kUserNetId, " tcp:127.0.0.1:0-:", guest_port),
-        [this, guest_port, done, next](absl::StatusOr<std::string> added) {
-          // HMP answers success with nothing and failure with a message.
-          if (added.ok() && !absl::StripAsciiWhitespace(*added).empty()) {
-            added = absl::UnavailableError(absl::StripAsciiWhitespace(*added));
-          }
-          if (!added.ok()) {
-            done(added.status());
-            next();
-            return;
-          }
-          Hmp("info usernet", [this, guest_port, done, next](absl::StatusOr<std::string> info) {
-            absl::StatusOr<uint16_t> port = absl::NotFoundError(
-                absl::StrCat("QEMU lists no new forward to guest port ", guest_port));
-            if (!info.ok()) port = info.status();
-            for (const qemu::UserNetForward& f :
-                 info.ok() ? ParseTcpHostForwards(*info) : std::vector<qemu::UserNetForward>{}) {
-              if (f.host_ip == "127.0.0.1" && f.guest_port == guest_port &&
-                  !lanes_.count(f.host_port) && !fixed_forwards_.count(f.host_port)) {
-                port = f.host_port;
-                break;
-              }
-            }
-            if (port.ok()) {
-              lanes_.insert(*port);
-            } else {
-              // The forward was added but is not known: remove whatever
-              // reaches that guest port and is not ours, rather than leave it.
-              RemoveUntrackedLanes(guest_port);
-            }
-            done(port);
-            next();
-          });
-        });
+    AddLane(guest_port, done, std::move(next));
   });
+}
+
+void QemuInstance::AddLane(uint16_t guest_port, LaneDone done, std::function<void()> next) {
+  // Port 0: the host's kernel picks a free port, read back from the list.
+  Hmp(absl::StrCat("hostfwd_add ", kUserNetId, " tcp:127.0.0.1:0-:", guest_port),
+      [this, guest_port, done, next](absl::StatusOr<std::string> added) {
+        if (RetryLater(added.status(), [this, guest_port, done](std::function<void()> n) {
+              AddLane(guest_port, done, std::move(n));
+            })) {
+          next();
+          return;
+        }
+        // HMP answers success with nothing and failure with a message.
+        if (added.ok() && !absl::StripAsciiWhitespace(*added).empty()) {
+          added = absl::UnavailableError(absl::StripAsciiWhitespace(*added));
+        }
+        if (!added.ok()) {
+          done(added.status());
+          next();
+          return;
+        }
+        Hmp("info usernet", [this, guest_port, done, next](absl::StatusOr<std::string> info) {
+          absl::StatusOr<uint16_t> port = absl::NotFoundError(
+              absl::StrCat("QEMU lists no new forward to guest port ", guest_port));
+          if (!info.ok()) port = info.status();
+          for (const qemu::UserNetForward& f :
+               info.ok() ? ParseTcpHostForwards(*info) : std::vector<qemu::UserNetForward>{}) {
+            if (f.host_ip == "127.0.0.1" && f.guest_port == guest_port &&
+                !lanes_.count(f.host_port) && !fixed_forwards_.count(f.host_port)) {
+              port = f.host_port;
+              break;
+            }
+          }
+          if (port.ok()) lanes_.insert(*port);
+          // Anything else to that guest port that is not ours (an add whose
+          // answer was lost with QMP, an add whose port was not found) goes.
+          RemoveUntrackedLanes(guest_port);
+          done(port);
+          next();
+        });
+      });
 }
 
 void QemuInstance::RemoveUntrackedLanes(uint16_t guest_port) {
@@ -342,23 +363,27 @@ void QemuInstance::RemoveUntrackedLanes(uint16_t guest_port) {
 }
 
 void QemuInstance::CloseLane(uint16_t host_port) {
-  if (exited_) {
-    lanes_.erase(host_port);
-    return;
-  }
-  QueueLaneOp([this, host_port](std::function<void()> next) {
-    Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
-        [this, host_port, next](absl::StatusOr<std::string> removed) {
-          // Only now: until it is gone, a new lane to the same guest port
-          // must not be mistaken for it.
-          lanes_.erase(host_port);
-          if (!removed.ok() || removed->find("removed") == std::string::npos) {
-            spdlog::debug("{}: removing lane 127.0.0.1:{}: {}", spec_.name, host_port,
-                          removed.ok() ? *removed : std::string(removed.status().message()));
-          }
+  QueueLaneOp([this, host_port](std::function<void()> next) { RemoveLane(host_port, next); });
+}
+
+void QemuInstance::RemoveLane(uint16_t host_port, std::function<void()> next) {
+  Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
+      [this, host_port, next](absl::StatusOr<std::string> removed) {
+        if (RetryLater(removed.status(), [this, host_port](std::function<void()> n) {
+              RemoveLane(host_port, std::move(n));
+            })) {
           next();
-        });
-  });
+          return;
+        }
+        // Only now: until it is gone, a new lane to the same guest port must
+        // not be mistaken for it.
+        lanes_.erase(host_port);
+        if (!removed.ok() || removed->find("removed") == std::string::npos) {
+          spdlog::debug("{}: removing lane 127.0.0.1:{}: {}", spec_.name, host_port,
+                        removed.ok() ? *removed : std::string(removed.status().message()));
+        }
+        next();
+      });
 }
 
 }  // namespace cove::daemon::qemu

@@ -43,6 +43,13 @@ class QemuInstance : public VmInstance {
   void RemoveUntrackedLanes(uint16_t guest_port);
   void QueueLaneOp(LaneOp op);
   void RunLaneOps();
+  // QMP is away but may come back (qemu alive, reconnects left).
+  bool QmpMayReturn() const;
+  // `status` failed because QMP dropped: `op` goes back to the front of the
+  // queue. False when the failure is to be reported.
+  bool RetryLater(const absl::Status& status, LaneOp op);
+  void AddLane(uint16_t guest_port, LaneDone done, std::function<void()> next);
+  void RemoveLane(uint16_t host_port, std::function<void()> next);
   // A human monitor command; its text answer.
   void Hmp(const std::string& command_line,
            std::function<void(absl::StatusOr<std::string>)> done);
