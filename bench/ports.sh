@@ -42,13 +42,15 @@ for _ in $(seq 100); do cove list >/dev/null 2>&1 && break; sleep 0.1; done
 name=pb
 cove create "$name" --image "$image" --cpus 2 --memory 2GiB --disk 4 >/dev/null
 cove start "$name" >/dev/null 2>&1
-forward_state() {  # forward_state PORT
-  cove ports "$name" --json | jq -r --argjson p "$1" '[.[] | select(.host_port == $p) | .state][0] // "none"'
+forward_field() {  # forward_field PORT FIELD
+  cove ports "$name" --json |
+    jq -r --argjson p "$1" --arg f "$2" '[.[] | select(.host_port == $p) | .[$f]][0] // "none"'
 }
-await_forward() {
+await_forward() {  # await_forward PORT [ROUTE]: listening (on that route)
   local end=$((SECONDS + 20))
-  until [ "$(forward_state "$1")" = listening ]; do
-    [ $SECONDS -lt $end ] || { say "forward $1 never came up"; exit 1; }
+  until [ "$(forward_field "$1" state)" = listening ] &&
+    { [ -z "${2:-}" ] || [ "$(forward_field "$1" route)" = "$2" ]; }; do
+    [ $SECONDS -lt $end ] || { say "forward $1 never came up${2:+ on the $2 route}"; exit 1; }
     sleep 0.1
   done
 }
@@ -91,17 +93,8 @@ echo
 say "iperf3 through cove and through QEMU hostfwd"
 cove exec "$name" -- iperf3 -s -D -p 5201 >/dev/null
 cove exec "$name" -- iperf3 -s -D -B 127.0.0.1 -p 5202 >/dev/null
-await_forward 5201
-await_forward 5202
-await_route() {  # await_route PORT ROUTE
-  local end=$((SECONDS + 20))
-  until [ "$(cove ports "$name" --json | jq -r --argjson p "$1" '.[] | select(.host_port == $p) | .route')" = "$2" ]; do
-    [ $SECONDS -lt $end ] || { say "forward $1 never took the $2 route"; exit 1; }
-    sleep 0.1
-  done
-}
-await_route 5201 network
-await_route 5202 agent
+await_forward 5201 network
+await_forward 5202 agent
 iperf() {  # iperf PORT [-R]: Mbit/s received
   # The guest's iperf3 server takes one test at a time and may still be
   # closing the last one: give it a moment, and a second try.
@@ -129,9 +122,10 @@ cove exec "$name" -- sh -c 'mkdir -p /tmp/www && echo ok > /tmp/www/index.html &
 cove exec "$name" -- sh -c 'setsid socat TCP-LISTEN:18082,fork,reuseaddr PIPE </dev/null >/dev/null 2>&1 &
                            setsid socat TCP-LISTEN:18072,bind=127.0.0.1,fork,reuseaddr PIPE </dev/null >/dev/null 2>&1 &
                            sleep 1'
-for p in 18080 18070 18082 18072; do await_forward $p; done
-await_route 18080 network
-await_route 18082 network
+await_forward 18080 network
+await_forward 18082 network
+await_forward 18070 agent
+await_forward 18072 agent
 lat=$(python3 "$src/bench/ports_probe.py" latency 200 18080 18070 28080)
 route_table() {  # route_table JSON NETWORK_PORT AGENT_PORT QEMU_PORT
   echo '| path | p50 ms | p95 ms | max ms |'

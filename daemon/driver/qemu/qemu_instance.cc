@@ -246,8 +246,7 @@ void QemuInstance::OnQmpReady() {
         if (f.host_ip != "127.0.0.1" || fixed_forwards_.count(f.host_port)) continue;
         spdlog::info("{}: removing lane 127.0.0.1:{} to guest port {} left by an earlier coved",
                      spec_.name, f.host_port, f.guest_port);
-        Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
-            [](absl::StatusOr<std::string>) {});
+        RemoveForward(f.host_port);
       }
     }
     stale_lanes_checked_ = true;
@@ -266,6 +265,17 @@ void QemuInstance::Hmp(const std::string& command_line,
                  }
                  done(result.is_string() ? result.get<std::string>() : std::string());
                });
+}
+
+bool QemuInstance::IsUntrackedLane(const UserNetForward& f, uint16_t guest_port) const {
+  return f.host_ip == "127.0.0.1" && f.guest_port == guest_port && !lanes_.count(f.host_port) &&
+         !fixed_forwards_.count(f.host_port);
+}
+
+void QemuInstance::RemoveForward(uint16_t host_port,
+                                 std::function<void(absl::StatusOr<std::string>)> done) {
+  Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
+      done ? std::move(done) : [](absl::StatusOr<std::string>) {});
 }
 
 bool QemuInstance::QmpMayReturn() const {
@@ -329,8 +339,7 @@ void QemuInstance::AddLane(uint16_t guest_port, LaneDone done, std::function<voi
           if (!info.ok()) port = info.status();
           for (const qemu::UserNetForward& f :
                info.ok() ? ParseTcpHostForwards(*info) : std::vector<qemu::UserNetForward>{}) {
-            if (f.host_ip == "127.0.0.1" && f.guest_port == guest_port &&
-                !lanes_.count(f.host_port) && !fixed_forwards_.count(f.host_port)) {
+            if (IsUntrackedLane(f, guest_port)) {
               port = f.host_port;
               break;
             }
@@ -350,11 +359,7 @@ void QemuInstance::RemoveUntrackedLanes(uint16_t guest_port) {
     Hmp("info usernet", [this, guest_port, next](absl::StatusOr<std::string> info) {
       if (info.ok()) {
         for (const qemu::UserNetForward& f : ParseTcpHostForwards(*info)) {
-          if (f.host_ip == "127.0.0.1" && f.guest_port == guest_port &&
-              !lanes_.count(f.host_port) && !fixed_forwards_.count(f.host_port)) {
-            Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", f.host_port),
-                [](absl::StatusOr<std::string>) {});
-          }
+          if (IsUntrackedLane(f, guest_port)) RemoveForward(f.host_port);
         }
       }
       next();
@@ -367,8 +372,7 @@ void QemuInstance::CloseLane(uint16_t host_port) {
 }
 
 void QemuInstance::RemoveLane(uint16_t host_port, std::function<void()> next) {
-  Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
-      [this, host_port, next](absl::StatusOr<std::string> removed) {
+  RemoveForward(host_port, [this, host_port, next](absl::StatusOr<std::string> removed) {
         if (RetryLater(removed.status(), [this, host_port](std::function<void()> n) {
               RemoveLane(host_port, std::move(n));
             })) {

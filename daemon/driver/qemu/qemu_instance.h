@@ -11,6 +11,7 @@
 #include <string>
 
 #include "daemon/driver/driver.h"
+#include "daemon/driver/qemu/qemu_argv.h"
 #include "daemon/driver/qemu/qmp_client.h"
 #include "daemon/loop/event_loop.h"
 
@@ -49,6 +50,12 @@ class QemuInstance : public VmInstance {
   // queue. False when the failure is to be reported.
   bool RetryLater(const absl::Status& status, LaneOp op);
   void AddLane(uint16_t guest_port, LaneDone done, std::function<void()> next);
+  // A forward to `guest_port` on 127.0.0.1 that is neither a lane of ours
+  // nor one of spec_.user_net_hostfwds.
+  bool IsUntrackedLane(const UserNetForward& f, uint16_t guest_port) const;
+  // hostfwd_remove of the forward on 127.0.0.1:`host_port`.
+  void RemoveForward(uint16_t host_port,
+                     std::function<void(absl::StatusOr<std::string>)> done = nullptr);
   void RemoveLane(uint16_t host_port, std::function<void()> next);
   // A human monitor command; its text answer.
   void Hmp(const std::string& command_line,

@@ -221,59 +221,65 @@ TEST_CASE("a forward to 0.0.0.0 goes through the lane, at most 4 connections at 
   REQUIRE(RunUntil(loop, [&] { return (server = accept(lane, nullptr, nullptr)) >= 0; }));
   REQUIRE(send(client, "ping", 4, 0) == 4);
   std::string got;
-  REQUIRE(RunUntil(loop, [&] {
+  RunUntil(loop, [&] {
     char buf[16];
     ssize_t n = recv(server, buf, sizeof(buf), MSG_DONTWAIT);
     if (n > 0) got.append(buf, static_cast<size_t>(n));
     return got == "ping";
-  }));
+  });
+  REQUIRE(got == "ping");
   REQUIRE(send(server, "pong", 4, 0) == 4);
-  REQUIRE(RunUntil(loop, [&] { return ReadNow(client) == "pong"; }));
+  got.clear();
+  RunUntil(loop, [&] { return (got += ReadNow(client)) == "pong"; });
+  REQUIRE(got == "pong");
   CHECK(ports->List().size() == 2);
 
   // Four more at once: three join the first on the lane, the fifth waits
   // for the agent link.
-  std::vector<int> more;
-  for (int i = 0; i < 4; i++) more.push_back(Connect(port));
-  std::vector<int> served;
-  RunUntil(
-      loop,
-      [&] {
-        int fd = accept(lane, nullptr, nullptr);
-        if (fd >= 0) served.push_back(fd);
-        return false;
-      },
-      500);
-  CHECK(served.size() == 3);
-  for (const auto& f : ports->List()) {
-    if (f.host_port() == port) CHECK(f.connections() == 5);
-  }
-
   auto connections = [&] {
     for (const auto& f : ports->List()) {
       if (f.host_port() == port) return f.connections();
     }
     return 0u;
   };
+  std::vector<int> more;
+  for (int i = 0; i < 4; i++) more.push_back(Connect(port));
+  std::vector<int> served;
+  RunUntil(loop, [&] {
+    int fd = accept(lane, nullptr, nullptr);
+    if (fd >= 0) served.push_back(fd);
+    return served.size() >= 3 && connections() == 5;
+  });
+  REQUIRE(connections() == 5);
+  CHECK(served.size() == 3);
+  // Each route was chosen at accept: a fourth lane connection would be
+  // queued at the lane by now.
+  const int fourth = accept(lane, nullptr, nullptr);
+  CHECK(fourth < 0);
+
   // The lane connections end when both sides close; the fifth still waits.
   for (int fd : more) close(fd);
   for (int fd : served) close(fd);
   for (int fd : {client, server}) close(fd);
-  REQUIRE(RunUntil(loop, [&] { return connections() == 1; }));
+  RunUntil(loop, [&] { return connections() == 1; });
+  REQUIRE(connections() == 1);
 
   // The lane goes away: a new connection tries it, is refused, and moves to
   // the agent link, where it waits (nothing to read, no EOF) instead of
   // being dropped.
   close(lane);
   int late = Connect(port);
-  REQUIRE(RunUntil(loop, [&] { return connections() == 2; }));
-  RunUntil(loop, [] { return false; }, 300);
+  // Until libuv has no request in flight: the refused connect is over.
+  RunUntil(loop, [&] { return connections() == 2 && loop.uv()->active_reqs.count == 0; });
+  REQUIRE(loop.uv()->active_reqs.count == 0);
   CHECK(connections() == 2);
   CHECK(ReadNow(late).empty());
 
   ports->CloseAll();
   CHECK(closed == std::vector<uint16_t>{lane_port});
-  REQUIRE(RunUntil(loop, [&] { return ReadNow(late) == "EOF"; }));
+  std::string seen;
+  RunUntil(loop, [&] { return (seen = ReadNow(late)) == "EOF"; });
+  CHECK(seen == "EOF");
   close(late);
   uv_run(loop.uv(), UV_RUN_NOWAIT);
 }
@@ -317,7 +323,6 @@ TEST_CASE("a lane that comes late changes the route; one no longer wanted is clo
   pending[2](uint16_t{40003});
   CHECK(closed == std::vector<uint16_t>{40001, 40002});
   CHECK(ports.List().back().route() == cove::v1::FORWARD_ROUTE_NETWORK);
-  pending[0] = nullptr;
   ports.CloseAll();
   CHECK(closed == std::vector<uint16_t>{40001, 40002, 40003});
   uv_run(loop.uv(), UV_RUN_NOWAIT);
