@@ -9,6 +9,8 @@
 set -euo pipefail
 
 image=${1:?usage: bench/run.sh IMAGE_DIR [RUNS]}
+command -v hyperfine >/dev/null ||
+  { echo "bench/run.sh needs hyperfine: run packaging/debian-deps.sh (or apt-get install hyperfine)" >&2; exit 2; }
 runs=${2:-5}
 src=$(cd "$(dirname "$0")/.." && pwd)
 bin=${COVE_BIN:-$src/build/bin}

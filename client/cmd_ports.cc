@@ -99,9 +99,10 @@ void RegisterForward(CLI::App& app, Context& ctx, int& exit_code) {
 }
 
 void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
-  auto* cmd = app.add_subcommand("set", "Change a machine's settings: port rules, restart, autostart");
+  auto* cmd = app.add_subcommand(
+      "set", "Change a machine's settings: port rules, restart, autostart, accelerator");
   struct Flags {
-    std::string name, restart;
+    std::string name, restart, accel;
     std::vector<std::string> rules;
     bool clear = false;
     std::optional<bool> autostart;
@@ -113,14 +114,14 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
   cmd->add_flag("--clear-port-rules", f->clear, "Remove every port rule");
   cmd->add_option("--restart", f->restart, "never or on-failure[:N] (see `cove create --help`)");
   cmd->add_flag_function(
-      "--autostart,!--no-autostart",
-      [f](std::int64_t n) { f->autostart = n > 0; },
+      "--autostart,!--no-autostart", [f](std::int64_t n) { f->autostart = n > 0; },
       "Start (or not) when coved starts at login");
+  cmd->add_option("--accel", f->accel, "auto, kvm, hvf or tcg; applies at the next start");
   cmd->callback([&ctx, &exit_code, f]() {
-    if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart) {
+    if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart && f->accel.empty()) {
       exit_code = Context::Fail(absl::InvalidArgumentError(
           "nothing to set: give --port-rule RULE (repeatable), --clear-port-rules, "
-          "--restart POLICY or --[no-]autostart"));
+          "--restart POLICY, --[no-]autostart or --accel ACCEL"));
       return;
     }
     if (!f->rules.empty() && f->clear) {
@@ -153,6 +154,15 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       req.add_update_mask("autostart");
       req.set_autostart(*f->autostart);
     }
+    if (!f->accel.empty()) {
+      auto accel = ParseAccel(f->accel);
+      if (!accel.ok()) {
+        exit_code = Context::Fail(accel.status());
+        return;
+      }
+      req.add_update_mask("accel");
+      req.set_accel(*accel);
+    }
     cove::v1::Machine m;
     grpc::ClientContext call;
     if (grpc::Status st = ctx.machines().Update(&call, req, &m); !st.ok()) {
@@ -165,7 +175,13 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
               << (spec.restart() == cove::v1::RESTART_POLICY_ON_FAILURE
                       ? "on-failure:" + std::to_string(spec.max_restarts())
                       : std::string("never"))
-              << ", autostart " << (spec.autostart() ? "on" : "off") << "\n";
+              << ", autostart " << (spec.autostart() ? "on" : "off") << ", accel "
+              << AccelName(spec.accel())
+              << (!f->accel.empty() && m.state() != cove::v1::MACHINE_STATE_STOPPED &&
+                          m.state() != cove::v1::MACHINE_STATE_ERROR
+                      ? " (from the next start)"
+                      : "")
+              << "\n";
   });
 }
 

@@ -26,6 +26,8 @@ std::string PhaseName(cove::v1::StartPhase phase) {
       return "starting runtime";
     case cove::v1::START_PHASE_RUNNING:
       return "running";
+    case cove::v1::START_PHASE_ACCEL_FALLBACK:
+      return "accel fallback";
     default:
       return "working";
   }

@@ -10,18 +10,18 @@ void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code) {
   auto* cmd =
       app.add_subcommand("version", "Versions of cove and coved, and the host's accelerators");
   cmd->add_flag("--json", ctx.json, "JSON");
-  cmd->callback([&ctx, &exit_code]() {
+  auto reprobe = std::make_shared<bool>(false);
+  cmd->add_flag("--probe", *reprobe,
+                "Forget the accelerator verdicts (those of real boots too) and probe again");
+  cmd->callback([&ctx, &exit_code, reprobe]() {
+    cove::v1::GetInfoRequest req;
+    req.set_reprobe_accels(*reprobe);
     cove::v1::DaemonInfo info;
     grpc::ClientContext call;
-    grpc::Status st = ctx.daemon().GetInfo(&call, {}, &info);
+    grpc::Status st = ctx.daemon().GetInfo(&call, req, &info);
     if (!st.ok()) {
       exit_code = Context::Fail(st);
       return;
-    }
-    nlohmann::json accels = nlohmann::json::array();
-    for (const auto& v : info.accels()) {
-      accels.push_back(
-          {{"accel", AccelName(v.accel())}, {"usable", v.usable()}, {"reason", v.reason()}});
     }
     if (ctx.json) {
       std::cout << nlohmann::json{{"cove", kVersion},
@@ -30,7 +30,7 @@ void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code) {
                                   {"host_arch", info.host_arch()},
                                   {"qemu", info.qemu_version()},
                                   {"auto_accel", AccelName(info.auto_accel())},
-                                  {"accels", accels}}
+                                  {"accels", AccelVerdictsJson(info.accels())}}
                        .dump(2)
                 << "\n";
       return;
@@ -40,8 +40,9 @@ void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code) {
               << ", " << info.qemu_version() << "\naccel auto = " << AccelName(info.auto_accel())
               << "\n";
     for (const auto& v : info.accels()) {
+      const std::string by = v.checked_by() == "boot" ? " (found by a real boot)" : "";
       std::cout << "  " << AccelName(v.accel()) << ": "
-                << (v.usable() ? "works" : "unusable: " + v.reason()) << "\n";
+                << (v.usable() ? "works" : "unusable: " + v.reason()) << by << "\n";
     }
   });
 }

@@ -28,9 +28,28 @@ std::string EventKindName(cove::v1::EventKind kind) {
       return "forward";
     case cove::v1::EVENT_KIND_OOM_KILL:
       return "oom-kill";
+    case cove::v1::EVENT_KIND_ACCEL_FALLBACK:
+      return "accel-fallback";
     default:
       return "unknown";
   }
+}
+
+nlohmann::json AccelVerdictsJson(
+    const google::protobuf::RepeatedPtrField<cove::v1::AccelVerdict>& verdicts) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& v : verdicts) {
+    nlohmann::json j = {{"accel", AccelName(v.accel())},
+                        {"usable", v.usable()},
+                        {"reason", v.reason()},
+                        {"checked_by", v.checked_by()}};
+    if (!v.cpu().empty()) j["cpu"] = v.cpu();
+    if (v.has_checked_at() && v.checked_at().seconds() > 0) {
+      j["checked_at"] = TimeUtil::ToString(v.checked_at());
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
 }
 
 nlohmann::json MachineJson(const cove::v1::Machine& m) {
@@ -45,6 +64,8 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       {"accel", m.accel_in_use() != cove::v1::ACCEL_UNSPECIFIED ? AccelName(m.accel_in_use())
                                                                 : AccelName(s.accel())},
       {"accel_requested", AccelName(s.accel())},
+      {"accel_reason", m.accel_reason()},
+      {"accel_verdicts", AccelVerdictsJson(m.accel_verdicts())},
       {"driver", "qemu"},
       {"image", m.image().path()},
       {"dir", m.dir()},

@@ -15,6 +15,8 @@ namespace cove::client {
 std::string EventKindName(cove::v1::EventKind kind);
 
 nlohmann::json MachineJson(const cove::v1::Machine& m);
+nlohmann::json AccelVerdictsJson(
+    const google::protobuf::RepeatedPtrField<cove::v1::AccelVerdict>& verdicts);
 nlohmann::json ImageJson(const cove::v1::Image& image);
 nlohmann::json EventJson(const cove::v1::Event& e);
 nlohmann::json ForwardJson(const cove::v1::Forward& f);

@@ -15,7 +15,7 @@
 namespace cove::client {
 
 void SpecFlags::Add(CLI::App& cmd) {
-  cmd.add_option("--cpus", cpus, "Virtual CPUs (default 2)");
+  cpus_option = cmd.add_option("--cpus", cpus, "Virtual CPUs (default 2)");
   cmd.add_option("--memory", memory, "Memory, e.g. 4GiB, 512MiB, or 4 for 4 GiB (default 2GiB)");
   cmd.add_option("--disk", disk, "Disk size, e.g. 20GiB or 20 (default 20GiB)");
   cmd.add_option("--arch", arch, "Guest architecture: x86_64 or aarch64 (default: the host's)");
@@ -38,6 +38,15 @@ void SpecFlags::Add(CLI::App& cmd) {
                "Start this machine when coved starts at login (see `cove daemon install`)");
 }
 
+absl::StatusOr<cove::v1::Accel> ParseAccel(const std::string& text) {
+  if (text == "auto") return cove::v1::ACCEL_AUTO;
+  if (text == "kvm") return cove::v1::ACCEL_KVM;
+  if (text == "hvf") return cove::v1::ACCEL_HVF;
+  if (text == "tcg") return cove::v1::ACCEL_TCG;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown accelerator \"", text, "\"; use auto, kvm, hvf or tcg"));
+}
+
 absl::StatusOr<std::pair<cove::v1::RestartPolicy, uint32_t>> ParseRestartPolicy(
     const std::string& text) {
   if (text == "never") return std::make_pair(cove::v1::RESTART_POLICY_NEVER, 0u);
@@ -54,6 +63,9 @@ absl::StatusOr<std::pair<cove::v1::RestartPolicy, uint32_t>> ParseRestartPolicy(
 
 absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
   cove::v1::MachineSpec spec;
+  if (cpus_option != nullptr && cpus_option->count() > 0 && cpus == 0) {
+    return absl::InvalidArgumentError("--cpus 0: a machine needs at least 1 CPU");
+  }
   spec.set_cpus(cpus);
   if (!memory.empty()) {
     auto m = ParseSize(memory, "--memory");
@@ -70,18 +82,9 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
   if (a.empty()) {
     if (const char* env = std::getenv("COVE_ACCEL")) a = env;
   }
-  if (a.empty() || a == "auto") {
-    spec.set_accel(cove::v1::ACCEL_AUTO);
-  } else if (a == "kvm") {
-    spec.set_accel(cove::v1::ACCEL_KVM);
-  } else if (a == "hvf") {
-    spec.set_accel(cove::v1::ACCEL_HVF);
-  } else if (a == "tcg") {
-    spec.set_accel(cove::v1::ACCEL_TCG);
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown accelerator \"", a, "\"; use auto, kvm, hvf or tcg"));
-  }
+  auto parsed_accel = ParseAccel(a.empty() ? "auto" : a);
+  if (!parsed_accel.ok()) return parsed_accel.status();
+  spec.set_accel(*parsed_accel);
   if (runtime.empty() || runtime == "containerd") {
     spec.set_runtime(runtime.empty() ? cove::v1::RUNTIME_UNSPECIFIED
                                      : cove::v1::RUNTIME_CONTAINERD);

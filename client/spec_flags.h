@@ -14,6 +14,7 @@ namespace cove::client {
 
 struct SpecFlags {
   unsigned cpus = 0;
+  CLI::Option* cpus_option = nullptr;  // to tell --cpus 0 from no --cpus
   std::string memory, disk, arch, accel, image, runtime;
   // NAME=HOST_PATH:GUEST_PATH
   std::vector<std::string> reverse_sockets;
@@ -26,6 +27,9 @@ struct SpecFlags {
   // Parsed sizes and enums; unset flags stay zero so coved fills defaults.
   absl::StatusOr<cove::v1::MachineSpec> ToSpec() const;
 };
+
+// --accel: "auto", "kvm", "hvf" or "tcg".
+absl::StatusOr<cove::v1::Accel> ParseAccel(const std::string& text);
 
 // --restart: "never", "on-failure" or "on-failure:N" (N from 1 to 100).
 absl::StatusOr<std::pair<cove::v1::RestartPolicy, uint32_t>> ParseRestartPolicy(

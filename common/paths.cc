@@ -30,6 +30,19 @@ absl::StatusOr<std::string> ResolveCoveHome() {
   return out;
 }
 
+std::string UserCacheDir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && xdg[0] == '/') {
+    return std::string(xdg) + "/cove";
+  }
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || home[0] != '/') return "";
+#if defined(__APPLE__)
+  return std::string(home) + "/Library/Caches/cove";
+#else
+  return std::string(home) + "/.cache/cove";
+#endif
+}
+
 absl::Status CheckSocketPath(absl::string_view path) {
   if (path.size() <= kMaxSocketPath) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(

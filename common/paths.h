@@ -24,6 +24,11 @@ inline constexpr size_t kMaxSocketPath = 103;
 // $COVE_HOME if set and non-empty, else $HOME/.cove. Made absolute.
 absl::StatusOr<std::string> ResolveCoveHome();
 
+// Where facts about this host that hold for every cove home of the user are
+// cached (the accelerator verdicts): $XDG_CACHE_HOME/cove, else
+// ~/.cache/cove (~/Library/Caches/cove on macOS). Empty without HOME.
+std::string UserCacheDir();
+
 // OK if `path` fits a unix socket address; otherwise an error that says how
 // long it is and what to do.
 absl::Status CheckSocketPath(absl::string_view path);

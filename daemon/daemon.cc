@@ -65,6 +65,18 @@ bool FirstSinceBoot(const std::string& marker) {
   return true;
 }
 
+// The accelerator verdicts hold for the host, so every cove home of this
+// user shares them; the home's own cache when the user's cannot be made.
+std::string AccelCacheDir(const HomeLayout& layout) {
+  const std::string dir = UserCacheDir();
+  if (!dir.empty()) {
+    const absl::Status st = EnsurePrivateDir(dir);
+    if (st.ok()) return dir;
+    spdlog::warn("accelerator verdicts go to {}: {}", layout.cache(), std::string(st.message()));
+  }
+  return layout.cache();
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonOptions& options) {
@@ -77,7 +89,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   MachineStore store(layout);
   ImageStore images(layout);
   qemu::QemuDriver driver(loop);
-  AccelResolver accel(loop, layout.cache());
+  AccelResolver accel(loop, AccelCacheDir(layout));
   PortRegistry ports;
   const HostResources host = HostResources::Probe(layout.home);
   MachineEnv env{loop, driver, store, images, events, accel, ports, AgentPath(options.exe_dir)};

@@ -27,6 +27,8 @@ packages=(
   # tests: systemd-socket-activate (socket activation), file and dpkg-deb
   # (the .deb from cpack)
   systemd file dpkg
+  # benchmarks (bench/): hyperfine times whole commands
+  hyperfine
 )
 
 missing=()

@@ -8,7 +8,7 @@
 
 namespace cove::daemon::api {
 
-grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::GetInfoRequest*,
+grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::GetInfoRequest* req,
                                     cove::v1::DaemonInfo* resp) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   resp->set_version(kVersion);
@@ -21,9 +21,13 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   resp->set_pid(::getpid());
   // Waits for the accelerator probe if it is still running (seconds at most).
   auto done = std::make_shared<Channel<absl::StatusOr<qemu::AccelReport>>>(1);
-  loop_.Post([this, done]() {
-    accel_.Resolve(host_.arch,
-                   [done](absl::StatusOr<qemu::AccelReport> r) { done->Push(r, true); });
+  loop_.Post([this, done, reprobe = req->reprobe_accels()]() {
+    auto reply = [done](absl::StatusOr<qemu::AccelReport> r) { done->Push(r, true); };
+    if (reprobe) {
+      accel_.Reprobe(host_.arch, reply);
+    } else {
+      accel_.Resolve(host_.arch, reply);
+    }
   });
   auto report = done->Pop(std::chrono::seconds(30));
   if (!report.has_value()) {
@@ -34,12 +38,7 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   resp->set_auto_accel((*report)->auto_accel);
   resp->set_qemu_path((*report)->qemu_path);
   resp->set_qemu_version((*report)->qemu_version);
-  for (const auto& v : (*report)->verdicts) {
-    auto* out = resp->add_accels();
-    out->set_accel(v.accel);
-    out->set_usable(v.usable);
-    out->set_reason(v.reason);
-  }
+  for (const auto& v : (*report)->verdicts) *resp->add_accels() = qemu::ToProto(v);
   return grpc::Status::OK;
 }
 

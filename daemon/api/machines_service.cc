@@ -217,10 +217,12 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       settings.restart = std::make_pair(req->restart(), req->max_restarts());
     } else if (path == "autostart") {
       settings.autostart = req->autostart();
+    } else if (path == "accel") {
+      settings.accel = req->accel();
     } else {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "unknown setting '" + path +
-                              "' in update_mask; use port_rules, restart or autostart");
+                              "' in update_mask; use port_rules, restart, autostart or accel");
     }
   }
   return ChangeMachine(

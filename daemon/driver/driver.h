@@ -28,6 +28,9 @@ struct LaunchSpec {
   uint32_t cpus = 0;
   uint64_t memory_bytes = 0;
   cove::v1::Accel accel = cove::v1::ACCEL_TCG;  // resolved, never AUTO
+  // The CPU model for a hardware accelerator (qemu -cpu), as the accelerator
+  // probe found it to work; empty means the driver's default.
+  std::string cpu;
   std::string kernel;
   std::string initrd;
   std::string disk;  // qcow2
@@ -57,6 +60,10 @@ struct VmCallbacks {
   // Something the guest did that the machine should know: "reset", "stop",
   // "panic". Informational; the process lives on.
   std::function<void(const std::string& what)> on_guest_event;
+  // The hypervisor has stopped running the guest for good and says why
+  // (qemu: run state internal-error, "KVM internal error ..."). The process
+  // lives on until killed.
+  std::function<void(const std::string& why)> on_stuck;
 };
 
 class VmInstance {

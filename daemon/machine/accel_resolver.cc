@@ -1,6 +1,7 @@
 #include "daemon/machine/accel_resolver.h"
 
 #include "daemon/driver/qemu/qemu_argv.h"
+#include "spdlog/spdlog.h"
 
 namespace cove::daemon {
 
@@ -9,15 +10,18 @@ AccelResolver::~AccelResolver() {
 }
 
 void AccelResolver::Kick(const std::string& arch) {
+  bool reprobe = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entries_[arch];
     if (e.running || e.result.has_value()) return;
     e.running = true;
+    reprobe = e.reprobe;
+    e.reprobe = false;
   }
-  threads_.emplace_back([this, arch]() {
-    auto report = qemu::ProbeAccelerators(qemu::QemuBinaryName(arch), arch,
-                                          cache_dir_ + "/accel-" + arch + ".json", cache_dir_);
+  threads_.emplace_back([this, arch, reprobe]() {
+    auto report = qemu::ProbeAccelerators(qemu::QemuBinaryName(arch), arch, CacheFile(arch),
+                                          cache_dir_, reprobe);
     {
       std::lock_guard<std::mutex> lock(mu_);
       Entry& e = entries_[arch];
@@ -56,11 +60,45 @@ void AccelResolver::Resolve(const std::string& arch, Callback cb) {
   Kick(arch);
 }
 
+void AccelResolver::Reprobe(const std::string& arch, Callback cb) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[arch];
+    e.waiting.push_back(std::move(cb));
+    if (e.running) return;
+    e.result.reset();
+    e.reprobe = true;
+  }
+  Kick(arch);
+}
+
 std::optional<absl::StatusOr<qemu::AccelReport>> AccelResolver::Report(const std::string& arch) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(arch);
   if (it == entries_.end()) return std::nullopt;
   return it->second.result;
+}
+
+void AccelResolver::RecordBootFailure(const std::string& arch, cove::v1::Accel accel,
+                                      const std::string& reason) {
+  qemu::AccelReport report;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[arch];
+    if (!e.result.has_value() || !e.result->ok()) return;
+    (*e.result)->RecordBootFailure(accel, reason);
+    report = **e.result;
+  }
+  spdlog::warn("accel: {} is unusable for {} guests here: {}; auto means {} from now on",
+               AccelName(accel), arch, reason, AccelName(report.auto_accel));
+  // An fsynced write: off the loop.
+  loop_.Offload(
+      [report, file = CacheFile(arch)]() {
+        if (auto st = qemu::SaveAccelReport(report, file); !st.ok()) {
+          spdlog::warn("cannot cache the accelerator verdicts: {}", std::string(st.message()));
+        }
+      },
+      []() {});
 }
 
 }  // namespace cove::daemon

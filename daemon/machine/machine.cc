@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,7 +26,6 @@ namespace {
 using cove::v1::MachineState;
 using google::protobuf::util::TimeUtil;
 
-constexpr uint32_t kDefaultStartTimeoutS = 180;
 // What coved keeps of what a guest says: a broken or hostile guest must not
 // grow machine.json, events or host sockets without limit.
 constexpr int kMaxGuestListeners = 1024;
@@ -41,7 +41,8 @@ Machine::Machine(MachineEnv& env, cove::v1::Machine record)
       record_(std::move(record)),
       start_deadline_(env.loop),
       stop_step_(env.loop),
-      restart_timer_(env.loop) {}
+      restart_timer_(env.loop),
+      life_check_(env.loop) {}
 
 Machine::~Machine() {
   CloseSocketForwards();
@@ -85,13 +86,20 @@ absl::Status Machine::ChangeSpec(
 }
 
 absl::Status Machine::ChangeSettings(const Settings& settings) {
-  return ChangeSpec([&settings](cove::v1::MachineSpec& spec) {
+  return ChangeSpec([this, &settings](cove::v1::MachineSpec& spec) {
     if (settings.port_rules) *spec.mutable_port_rules() = *settings.port_rules;
     if (settings.restart) {
       spec.set_restart(settings.restart->first);
       spec.set_max_restarts(settings.restart->second);
     }
     if (settings.autostart) spec.set_autostart(*settings.autostart);
+    if (settings.accel) {
+      if (auto st = CheckAccel(spec.arch(), *settings.accel, HostResources::Probe(record_.dir()));
+          !st.ok()) {
+        return st;
+      }
+      spec.set_accel(*settings.accel);
+    }
     return absl::OkStatus();
   });
 }
@@ -147,209 +155,6 @@ void Machine::Persist() {
   if (auto st = env_.store.Save(record_); !st.ok()) {
     spdlog::error("{}: cannot save machine.json: {}", name(), std::string(st.message()));
   }
-}
-
-void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
-  const bool pending_restart = restart_timer_.active();
-  if (!busy() && !vm_) {
-    restart_timer_.Stop();
-    record_.set_restarts(0);
-  }
-  BeginStart(timeout_s, pending_restart ? "start requested (instead of the pending restart)"
-                                        : "start requested",
-             std::move(progress), std::move(done));
-}
-
-void Machine::MaybeRestart(const std::string& why) {
-  const cove::v1::MachineSpec& spec = record_.spec();
-  if (spec.restart() != cove::v1::RESTART_POLICY_ON_FAILURE) return;
-  const uint32_t done = record_.restarts();
-  if (done >= spec.max_restarts()) {
-    record_.set_error(absl::StrCat(why, "; not restarted: ", done,
-                                   " automatic restarts in a row already (the limit); start it "
-                                   "with `cove start ",
-                                   name(), "`"));
-    Persist();
-    spdlog::warn("{}: restart limit ({}) reached", name(), spec.max_restarts());
-    return;
-  }
-  const uint64_t delay_ms = std::min<uint64_t>(uint64_t{1000} << std::min<uint32_t>(done, 5),
-                                               30 * 1000);
-  spdlog::info("{}: restart {} of {} in {} ms (policy on-failure)", name(), done + 1,
-               spec.max_restarts(), delay_ms);
-  restart_timer_.Start(delay_ms, [this, why]() {
-    if (state() != cove::v1::MACHINE_STATE_ERROR || vm_) return;
-    record_.set_restarts(record_.restarts() + 1);
-    automatic_start_ = true;
-    BeginStart(0,
-               absl::StrCat("restart ", record_.restarts(), " of ", record_.spec().max_restarts(),
-                            " after: ", why),
-               [](int, const std::string&) {},
-               [this](absl::Status st) {
-                 if (!st.ok()) spdlog::warn("{}: restart failed: {}", name(), std::string(st.message()));
-               });
-  });
-}
-
-void Machine::BeginStart(uint32_t timeout_s, const std::string& why, Progress progress,
-                         Done done) {
-  if (state() == cove::v1::MACHINE_STATE_RUNNING) {
-    return done(
-        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already running")));
-  }
-  if (busy() || vm_) {
-    return done(absl::FailedPreconditionError(absl::StrCat(
-        "machine '", name(), "' is ", vm_ && !busy() ? "still shutting down" : StateName(state()),
-        "; wait for that to finish first")));
-  }
-  if (!record_.has_spec()) {
-    return done(absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' cannot start: ", record_.error())));
-  }
-  start_progress_ = std::move(progress);
-  start_done_ = std::move(done);
-  stop_requested_ = false;
-  record_.clear_error();
-  SetState(cove::v1::MACHINE_STATE_STARTING, why);
-  start_progress_(cove::v1::START_PHASE_PREPARING_DISK, "checking image and disk");
-
-  auto image = env_.images.Load(record_.image().path(), /*verify_digests=*/false);
-  if (!image.ok()) return FailStart(std::string(image.status().message()));
-  if (image->sha256["rootfs.img"] != record_.image().rootfs_sha256() &&
-      !record_.image().rootfs_sha256().empty()) {
-    return FailStart(absl::StrCat("the image at ", image->path,
-                                  " changed since this machine was created, so its disk no "
-                                  "longer fits it; recreate the machine"));
-  }
-  const std::string dir = record_.dir();
-  if (!std::filesystem::exists(record_.paths().disk())) {
-    return FailStart(absl::StrCat("disk ", record_.paths().disk(), " is missing"));
-  }
-  const std::string& arch = record_.spec().arch();
-  const std::string agent =
-      arch == HostArch() ? env_.agent_path : absl::StrCat(env_.agent_path, "-", arch);
-  if (!std::filesystem::exists(agent)) {
-    return FailStart(absl::StrCat("no cove-agent for ", arch, " guests (looked for ", agent,
-                                  "); this cove build has only the ", HostArch(),
-                                  " agent, so use a ", HostArch(), " machine (--arch ", HostArch(),
-                                  ")"));
-  }
-  // Building the initrd (the image's plus cove-agent, ~10 MB) takes ~100 ms:
-  // off the loop, so other machines and List/Get never wait for it.
-  start_progress_(cove::v1::START_PHASE_PREPARING_DISK, "adding cove-agent to the initrd");
-  auto written = std::make_shared<absl::Status>();
-  const uint64_t attempt = ++start_attempt_;
-  std::weak_ptr<bool> alive = alive_;
-  env_.loop.Offload(
-      [written, initrd = image->initrd, agent, out = dir + "/initrd.img"]() {
-        *written = WriteMachineInitrd(initrd, agent, out);
-      },
-      [this, alive, written, attempt, timeout_s]() {
-        if (alive.expired()) return;  // deleted meanwhile
-        // A stop cancelled this start meanwhile (and maybe another began).
-        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || vm_) {
-          return;
-        }
-        if (!written->ok()) return FailStart(std::string(written->message()));
-        ContinueStart(timeout_s);
-      });
-}
-
-void Machine::ContinueStart(uint32_t timeout_s) {
-  start_deadline_.Start(
-      static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
-      [this, timeout_s]() {
-        const uint32_t budget = timeout_s ? timeout_s : kDefaultStartTimeoutS;
-        if (agent_ && agent_->ready()) {
-          return FailStart(absl::StrCat(RuntimeService(), " did not become ready within ", budget,
-                                        " s; see `cove logs ", name(), " --service ",
-                                        RuntimeService(), "`"));
-        }
-        FailStart(absl::StrCat("the guest agent did not answer within ", budget,
-                               " s; last console lines: ", SerialTail()));
-      });
-
-  cove::v1::Accel accel = record_.spec().accel();
-  if (accel == cove::v1::ACCEL_AUTO || accel == cove::v1::ACCEL_UNSPECIFIED) {
-    if (const char* env = std::getenv("COVE_ACCEL"); env && std::string(env) == "tcg") {
-      accel = cove::v1::ACCEL_TCG;
-    } else if (record_.spec().arch() != HostArch()) {
-      accel = cove::v1::ACCEL_TCG;  // a foreign architecture is always emulated
-    }
-  }
-  if (accel != cove::v1::ACCEL_AUTO && accel != cove::v1::ACCEL_UNSPECIFIED) return Boot(accel);
-  start_progress_(cove::v1::START_PHASE_PROBING_ACCEL, "choosing the accelerator");
-  std::weak_ptr<bool> alive = alive_;
-  env_.accel.Resolve(
-      record_.spec().arch(), [this, alive](absl::StatusOr<qemu::AccelReport> report) {
-        if (alive.expired()) return;  // deleted while the probe ran
-        if (state() != cove::v1::MACHINE_STATE_STARTING || vm_) return;  // cancelled meanwhile
-        if (!report.ok()) return FailStart(std::string(report.status().message()));
-        for (const auto& v : report->verdicts) {
-          if (!v.usable) {
-            start_progress_(cove::v1::START_PHASE_PROBING_ACCEL,
-                            absl::StrCat(AccelName(v.accel), " unusable: ", v.reason));
-          }
-        }
-        Boot(report->auto_accel);
-      });
-}
-
-LaunchSpec Machine::MakeLaunchSpec(cove::v1::Accel accel) const {
-  const std::string dir = record_.dir();
-  LaunchSpec spec;
-  spec.name = name();
-  spec.arch = record_.spec().arch();
-  spec.cpus = record_.spec().cpus();
-  spec.memory_bytes = record_.spec().memory_bytes();
-  spec.accel = accel;
-  spec.kernel = record_.image().path() + "/vmlinuz";
-  spec.initrd = dir + "/initrd.img";
-  spec.disk = record_.paths().disk();
-  spec.serial_log = record_.paths().serial_log();
-  spec.qmp_socket = record_.paths().qmp_socket();
-  spec.agent_socket = record_.paths().agent_socket();
-  spec.pid_file = dir + "/qemu.pid";
-  spec.hypervisor_log = dir + "/qemu.log";
-  auto image = env_.images.Load(record_.image().path(), false);
-  const std::string base =
-      image.ok() ? image->kernel_cmdline : "console=ttyS0 root=/dev/vda rw quiet";
-  if (image.ok()) spec.kernel = image->kernel;
-  spec.cmdline = absl::StrCat(base, " cove.hostname=", name());
-  // Benchmarks only (bench/ports.sh): QEMU's own forwards as the peer.
-  if (const char* fwds = std::getenv("COVE_BENCH_HOSTFWD"); fwds != nullptr && *fwds != '\0') {
-    spec.user_net_hostfwds = absl::StrSplit(fwds, ' ', absl::SkipEmpty());
-  }
-  return spec;
-}
-
-VmCallbacks Machine::MakeVmCallbacks() {
-  return VmCallbacks{
-      .on_exit = [this](const VmExit& exit) { OnVmExit(exit); },
-      .on_guest_event =
-          [this](const std::string& what) { spdlog::info("{}: guest {}", name(), what); },
-  };
-}
-
-void Machine::Boot(cove::v1::Accel accel) {
-  LaunchSpec spec = MakeLaunchSpec(accel);
-  for (const std::string& stale : {spec.qmp_socket, spec.agent_socket, spec.pid_file}) {
-    ::unlink(stale.c_str());
-  }
-  std::error_code ec;
-  std::filesystem::rename(spec.serial_log, spec.serial_log + ".1", ec);
-  start_progress_(cove::v1::START_PHASE_BOOTING,
-                  absl::StrCat("qemu ", spec.arch, ", ", AccelName(accel), ", ", spec.cpus,
-                               " CPUs, ", FormatSize(spec.memory_bytes)));
-  launch_ms_ = SteadyNowMs();
-  auto vm = env_.driver.Launch(spec, MakeVmCallbacks());
-  if (!vm.ok()) return FailStart(std::string(vm.status().message()));
-  vm_ = *std::move(vm);
-  record_.set_pid(vm_->pid());
-  record_.set_accel_in_use(accel);
-  Persist();
-  StartAgentLink();
-  start_progress_(cove::v1::START_PHASE_WAITING_FOR_AGENT, "waiting for the guest agent");
 }
 
 void Machine::StartAgentLink() {
@@ -420,6 +225,8 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   g->set_arch(Bounded(hello.arch()));
   g->set_boot_to_agent_ms(hello.boot_to_agent_ms());
   *g->mutable_last_heartbeat() = TimeUtil::GetCurrentTime();
+  guest_seen_ = true;
+  life_check_.Stop();
   cove::v1::Event event;
   event.set_kind(cove::v1::EVENT_KIND_AGENT_CONNECTED);
   event.set_machine_name(name());
@@ -468,17 +275,6 @@ void Machine::OnServiceStatus(const cove::agent::v1::ServiceStatus& status) {
       status.state() == cove::agent::v1::ServiceStatus::READY) {
     BecomeRunning();
   }
-}
-
-void Machine::BecomeRunning() {
-  auto* g = record_.mutable_guest();
-  if (launch_ms_ != 0) g->set_start_to_ready_ms(SteadyNowMs() - launch_ms_);
-  *record_.mutable_started_at() = TimeUtil::GetCurrentTime();
-  start_deadline_.Stop();
-  SetState(
-      cove::v1::MACHINE_STATE_RUNNING,
-      absl::StrCat(RuntimeService(), " ready ", g->start_to_ready_ms(), " ms after qemu started"));
-  FinishStart(absl::OkStatus());
 }
 
 void Machine::OpenSocketForwards() {
@@ -536,6 +332,9 @@ void Machine::CloseSocketForwards() {
 
 cove::v1::Machine Machine::view() const {
   cove::v1::Machine out = record_;
+  if (auto report = env_.accel.Report(record_.spec().arch()); report && report->ok()) {
+    for (const auto& v : (*report)->verdicts) *out.add_accel_verdicts() = qemu::ToProto(v);
+  }
   if (ports_) {
     out.clear_forwards();
     for (auto& f : ports_->List()) *out.add_forwards() = std::move(f);
@@ -626,6 +425,20 @@ void Machine::OnVmExit(const VmExit& exit) {
   record_.set_pid(0);
   record_.clear_guest();
   RemoveRunFiles();
+  life_check_.Stop();
+  const std::string fallback = std::exchange(accel_fallback_, "");
+  const std::string failure = std::exchange(vm_failure_, "");
+  if (state() == cove::v1::MACHINE_STATE_STARTING && !stop_requested_ &&
+      (!fallback.empty() || ExitConvictsAccel(exit))) {
+    std::string line = fallback;
+    if (line.empty()) {
+      AccelFailed(exit.reason);  // records the verdict and says so; qemu is gone already
+      line = std::exchange(accel_fallback_, "");
+    }
+    // The same start goes on under tcg; its deadline still holds.
+    return Boot(cove::v1::ACCEL_TCG, "", false,
+                absl::StrCat("auto: ", line, "; tcg emulates every guest instruction (slow)"));
+  }
   start_deadline_.Stop();
   stop_step_.Stop();
   if (stop_requested_) {
@@ -642,28 +455,11 @@ void Machine::OnVmExit(const VmExit& exit) {
     SetState(cove::v1::MACHINE_STATE_STOPPED, exit.reason);
     return;
   }
-  const std::string why = absl::StrCat(exit.reason, "; last console lines: ", SerialTail());
+  const std::string why =
+      absl::StrCat(failure.empty() ? exit.reason : failure, "; last console lines: ", SerialTail());
   SetState(cove::v1::MACHINE_STATE_ERROR, why);
   if (was_starting) FinishStart(absl::AbortedError(why));
   MaybeRestart(exit.reason);
-}
-
-void Machine::FailStart(const std::string& why) {
-  const bool automatic = automatic_start_;
-  start_deadline_.Stop();
-  SetState(cove::v1::MACHINE_STATE_ERROR, why);
-  if (vm_) vm_->Kill();  // OnVmExit cleans up
-  FinishStart(absl::FailedPreconditionError(why));
-  // A failed automatic restart counts against the limit and tries again.
-  if (automatic) MaybeRestart(why);
-}
-
-void Machine::FinishStart(absl::Status status) {
-  start_deadline_.Stop();
-  automatic_start_ = false;
-  start_progress_ = nullptr;
-  if (auto done = std::move(start_done_); done) done(status);
-  start_done_ = nullptr;
 }
 
 void Machine::Adopt() {

@@ -60,6 +60,12 @@ class Machine {
 
   // A clean stop's default budget before qemu is quit, then killed.
   static constexpr uint32_t kDefaultStopTimeoutS = 20;
+  // A start's default budget, until the runtime answers.
+  static constexpr uint32_t kDefaultStartTimeoutS = 180;
+  // Under kvm or hvf a guest that printed nothing and whose agent did not
+  // connect this long after qemu started is not running: the accelerator
+  // does not work here (a PVM or half-working nested hypervisor).
+  static constexpr uint64_t kAccelLifeBoundMs = 10000;
 
   Machine(MachineEnv& env, cove::v1::Machine record);
   ~Machine();
@@ -83,6 +89,7 @@ class Machine {
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::PortRule>> port_rules;
     std::optional<std::pair<cove::v1::RestartPolicy, uint32_t>> restart;  // policy, limit
     std::optional<bool> autostart;
+    std::optional<cove::v1::Accel> accel;  // applies at the next start
   };
   absl::Status ChangeSettings(const Settings& settings);
   absl::Status AddStaticForward(const cove::v1::StaticForward& forward);
@@ -105,9 +112,23 @@ class Machine {
   // (1 s, 2 s, 4 s ... 30 s), or says why it will not.
   void MaybeRestart(const std::string& why);
   void Persist();
-  void Boot(cove::v1::Accel accel);
-  LaunchSpec MakeLaunchSpec(cove::v1::Accel accel) const;
+  // Launches qemu under `accel` (-cpu `cpu`, empty: the driver's default).
+  // `on_trial`: auto chose a hardware accelerator, so a boot that shows it
+  // does not work here falls back to tcg. `why` becomes accel_reason.
+  void Boot(cove::v1::Accel accel, const std::string& cpu, bool on_trial, const std::string& why);
+  LaunchSpec MakeLaunchSpec(cove::v1::Accel accel, const std::string& cpu = "") const;
   VmCallbacks MakeVmCallbacks();
+  // kAccelLifeBoundMs after a hardware-accelerated launch: fails the
+  // accelerator if the guest has shown no sign of life.
+  void CheckGuestLife();
+  bool ConsoleSilent() const;
+  // The hypervisor will not run the guest again (qemu: internal-error).
+  void OnVmStuck(const std::string& why);
+  // The accelerator of this boot does not run the guest: on trial, record
+  // the verdict and boot again under tcg; otherwise fail the start.
+  void AccelFailed(const std::string& why);
+  // A hypervisor exit during a trial that the accelerator is to blame for.
+  bool ExitConvictsAccel(const VmExit& exit) const;
   void StartAgentLink();
   void OnHello(const cove::agent::v1::Hello& hello);
   void OnServiceStatus(const cove::agent::v1::ServiceStatus& status);
@@ -126,8 +147,7 @@ class Machine {
   // Applies `change` to a copy of the spec; keeps it if the port and
   // restart settings still check out, and re-decides the forwards of a
   // running machine.
-  absl::Status ChangeSpec(
-      const std::function<absl::Status(cove::v1::MachineSpec&)>& change);
+  absl::Status ChangeSpec(const std::function<absl::Status(cove::v1::MachineSpec&)>& change);
   void ReapExecs();
   void OnVmExit(const VmExit& exit);
   void FailStart(const std::string& why);
@@ -152,6 +172,7 @@ class Machine {
   Timer start_deadline_;
   Timer stop_step_;
   Timer restart_timer_;
+  Timer life_check_;
   Progress start_progress_, stop_progress_;
   Done start_done_, stop_done_;
   uint64_t launch_ms_ = 0;
@@ -162,6 +183,14 @@ class Machine {
   bool stop_requested_ = false;
   // The start under way was the restart policy's, not a client's.
   bool automatic_start_ = false;
+  // This boot's hardware accelerator was auto's choice: it may fall back.
+  bool accel_on_trial_ = false;
+  // The agent said hello during this boot.
+  bool guest_seen_ = false;
+  // Set while qemu is being killed to boot again under tcg: why.
+  std::string accel_fallback_;
+  // Why qemu was killed when it could no longer run the guest.
+  std::string vm_failure_;
   // Callbacks that may outlive the machine (the accelerator probe) hold a
   // weak reference to this and do nothing once it is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

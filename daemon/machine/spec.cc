@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/api_names.h"
 #include "common/names.h"
 #include "common/sizes.h"
 #include "daemon/forward/port_rules.h"
@@ -71,29 +72,7 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   if (spec.driver() != cove::v1::DRIVER_QEMU) {
     return absl::InvalidArgumentError("only the qemu driver exists yet; the vz driver is coming");
   }
-  const bool native = spec.arch() == host.arch;
-  switch (spec.accel()) {
-    case cove::v1::ACCEL_KVM:
-      if (host.macos)
-        return absl::InvalidArgumentError("kvm is Linux only; use --accel hvf or auto");
-      if (!native) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("kvm cannot run a ", spec.arch(), " guest on a ", host.arch,
-                         " host; use --accel tcg (emulation) or auto"));
-      }
-      break;
-    case cove::v1::ACCEL_HVF:
-      if (!host.macos)
-        return absl::InvalidArgumentError("hvf is macOS only; use --accel kvm or auto");
-      if (!native) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("hvf cannot run a ", spec.arch(), " guest on a ", host.arch,
-                         " host; use --accel tcg (emulation) or auto"));
-      }
-      break;
-    default:
-      break;
-  }
+  if (auto st = CheckAccel(spec.arch(), spec.accel(), host); !st.ok()) return st;
   if (spec.runtime() == cove::v1::RUNTIME_UNSPECIFIED)
     spec.set_runtime(cove::v1::RUNTIME_CONTAINERD);
   if (spec.runtime() != cove::v1::RUNTIME_CONTAINERD &&
@@ -104,6 +83,31 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   if (auto st = CheckPortSettings(spec); !st.ok()) return st;
   if (auto st = NormalizeRestart(spec); !st.ok()) return st;
   return spec;
+}
+
+absl::Status CheckAccel(const std::string& arch, cove::v1::Accel accel, const HostResources& host) {
+  const bool native = arch == host.arch;
+  switch (accel) {
+    case cove::v1::ACCEL_AUTO:
+    case cove::v1::ACCEL_TCG:
+      return absl::OkStatus();
+    case cove::v1::ACCEL_KVM:
+      if (host.macos)
+        return absl::InvalidArgumentError("kvm is Linux only; use --accel hvf or auto");
+      break;
+    case cove::v1::ACCEL_HVF:
+      if (!host.macos)
+        return absl::InvalidArgumentError("hvf is macOS only; use --accel kvm or auto");
+      break;
+    default:
+      return absl::InvalidArgumentError("unknown accelerator; use auto, kvm, hvf or tcg");
+  }
+  if (!native) {
+    return absl::InvalidArgumentError(absl::StrCat(AccelName(accel), " cannot run a ", arch,
+                                                   " guest on a ", host.arch,
+                                                   " host; use --accel tcg (emulation) or auto"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status NormalizeRestart(cove::v1::MachineSpec& spec) {

@@ -33,6 +33,11 @@ inline constexpr uint32_t kMaxRestarts = 100;
 absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec& in,
                                                     const HostResources& host);
 
+// Whether `accel` can run an `arch` guest on this host at all (kvm only on
+// Linux, hvf only on macOS, either only for the host's own architecture).
+// AUTO and TCG always can.
+absl::Status CheckAccel(const std::string& arch, cove::v1::Accel accel, const HostResources& host);
+
 // The restart policy: unspecified becomes never; on-failure gets its
 // default limit (3); a limit above 100, or one without on-failure, is refused.
 absl::Status NormalizeRestart(cove::v1::MachineSpec& spec);

@@ -24,6 +24,7 @@ expect_fail "more than zero" cove create m1 --image "$COVE_TEST_IMAGE" --memory=
 expect_fail "unknown unit" cove create m1 --image "$COVE_TEST_IMAGE" --disk 4XB
 expect_fail "more than this host" cove create m1 --image "$COVE_TEST_IMAGE" --memory 100TiB
 expect_fail "more than this host" cove create m1 --image "$COVE_TEST_IMAGE" --cpus 999
+expect_fail "at least 1 CPU" cove create m1 --image "$COVE_TEST_IMAGE" --cpus 0
 expect_fail "more than the" cove create m1 --image "$COVE_TEST_IMAGE" --disk 1000000
 expect_fail "too small" cove create m1 --image "$COVE_TEST_IMAGE" --memory 1MiB
 expect_fail "unknown architecture" cove create m1 --image "$COVE_TEST_IMAGE" --arch sparc

@@ -1,15 +1,20 @@
 #include "daemon/driver/qemu/accel_probe.h"
 
 #include <fcntl.h>
+#include <google/protobuf/util/time_util.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -36,26 +41,37 @@ std::string LastLine(const std::string& text) {
   return std::string(nl == absl::string_view::npos ? t : t.substr(nl + 1));
 }
 
-AccelVerdict ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std::string& kernel) {
-  AccelVerdict v{accel, false, ""};
-  if (accel == cove::v1::ACCEL_KVM) {
-    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-      v.reason = absl::StrCat("cannot open /dev/kvm: ", std::strerror(errno));
-      return v;
-    }
-    ::close(fd);
-  }
+// A probe that took this much longer than tcg's ran on a hypervisor that
+// emulates the guest (PVM, some nested setups): a real KVM runs the program in
+// about the time qemu takes to start, like tcg does.
+constexpr int kSlowFactor = 5;
+constexpr int64_t kSlowFloorMs = 2000;
+
+struct ProbeRun {
+  AccelVerdict verdict;
+  int64_t elapsed_ms = 0;
+  // qemu aborted because kvm refused to set IA32_ARCH_CAPABILITIES.
+  bool msr_refused = false;
+};
+
+// One qemu run of the probe program; the verdict says whether it got through.
+ProbeRun RunProbe(const std::string& qemu, cove::v1::Accel accel, const std::string& cpu,
+                  const std::string& kernel) {
+  ProbeRun run;
+  AccelVerdict& v = run.verdict;
+  v.accel = accel;
+  v.cpu = cpu;
   int timeout_ms = 5000;
   if (const char* env = std::getenv("COVE_ACCEL_PROBE_TIMEOUT_MS")) timeout_ms = std::atoi(env);
   const std::string name = AccelName(accel);
+  const auto begin = std::chrono::steady_clock::now();
   auto result = RunCommand({qemu,
                             "-accel",
                             name,
                             "-machine",
                             "q35",
                             "-cpu",
-                            accel == cove::v1::ACCEL_TCG ? "max" : "host",
+                            cpu.empty() ? "max" : cpu,
                             "-m",
                             "64",
                             "-nodefaults",
@@ -70,6 +86,9 @@ AccelVerdict ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std:
                             "-kernel",
                             kernel},
                            std::chrono::milliseconds(timeout_ms));
+  run.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - begin)
+                       .count();
   if (!result.ok()) {
     v.reason = absl::StrCat("cannot run ", qemu, ": ", result.status().message());
   } else if (result->exit_code == kProbeExitCode) {
@@ -80,33 +99,128 @@ AccelVerdict ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std:
     std::string last = LastLine(result->output);
     v.reason = absl::StrCat("qemu -accel ", name, " failed (", result->Describe(), ")",
                             last.empty() ? "" : ": ", last);
+    run.msr_refused = absl::StrContains(result->output, "MSR 0x10a");
   }
-  return v;
+  return run;
+}
+
+ProbeRun ProbeOne(const std::string& qemu, cove::v1::Accel accel, const std::string& kernel) {
+  if (accel == cove::v1::ACCEL_KVM) {
+    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      ProbeRun run;
+      run.verdict.accel = accel;
+      run.verdict.reason = absl::StrCat("cannot open /dev/kvm: ", std::strerror(errno));
+      return run;
+    }
+    ::close(fd);
+  }
+  if (accel == cove::v1::ACCEL_TCG) return RunProbe(qemu, accel, "", kernel);
+  ProbeRun run = RunProbe(qemu, accel, "host", kernel);
+  // Some kvm hosts (nested, PVM) refuse qemu's write of IA32_ARCH_CAPABILITIES
+  // and qemu aborts; without that CPU feature the guest may still run.
+  if (!run.verdict.usable && run.msr_refused) {
+    ProbeRun retry = RunProbe(qemu, accel, "host,-arch-capabilities", kernel);
+    if (retry.verdict.usable) return retry;
+  }
+  return run;
 }
 
 }  // namespace
 
 std::string ProbeKernelImage() {
   // A multiboot (v1) image loaded at 1 MiB with the a.out kludge (flag 16),
-  // so qemu's -kernel loads it as flat binary and jumps to 32-bit code:
-  //   mov dx, 0x3f8; mov al, 'K'; out dx, al   (a byte on COM1)
-  //   mov al, 0x31; out 0xf4, al               (isa-debug-exit)
+  // so qemu's -kernel loads it as a flat binary and jumps to 32-bit code. It
+  // does what every 64-bit kernel does first: page tables, PAE, EFER.LME,
+  // paging on, a far jump into a 64-bit code segment; only then does it write
+  // 0x31 to isa-debug-exit. Assembled with GNU as (--64, .code32 then .code64):
+  //   mov $0x110000,%edi; xor %eax,%eax; mov $0xc00,%ecx; rep stos  (3 zero pages)
+  //   movl $0x111003,0x110000; movl $0x112003,0x111000  (PML4 -> PDPT -> PD)
+  //   movl $0x83,0x112000                                (one 2 MiB page at 0)
+  //   mov $0x110000,%eax; mov %eax,%cr3
+  //   mov %cr4,%eax; or $0x20,%eax; mov %eax,%cr4         (PAE)
+  //   mov $0xc0000080,%ecx; rdmsr; or $0x100,%eax; wrmsr  (EFER.LME)
+  //   mov %cr0,%eax; or $0x80000001,%eax; mov %eax,%cr0   (PG | PE)
+  //   lgdtl 0x1000b0; ljmp $0x8,$0x100084
+  // 64-bit:
+  //   mov $0x10,%ax; mov %eax,%ds; mov %eax,%ss; mov $0x31,%al; out %al,$0xf4
   //   hlt; jmp hlt
-  const uint32_t magic = 0x1BADB002, flags = 0x00010000;
-  const uint32_t header[8] = {magic,    flags,        static_cast<uint32_t>(-(magic + flags)),
-                              0x100000, 0x100000,     0,
-                              0,        0x100000 + 32};
-  std::string image(reinterpret_cast<const char*>(header), sizeof(header));
-  const unsigned char code[] = {0x66, 0xBA, 0xF8, 0x03, 0xB0, 0x4B, 0xEE,
-                                0xB0, 0x31, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD};
-  image.append(reinterpret_cast<const char*>(code), sizeof(code));
-  return image;
+  // then the GDT (null, 64-bit code, data) at 0x98 and its pointer at 0xb0.
+  static const unsigned char kImage[] = {
+      0x02, 0xb0, 0xad, 0x1b, 0x00, 0x00, 0x01, 0x00, 0xfe, 0x4f, 0x51, 0xe4, 0x00, 0x00,
+      0x10, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x20, 0x00, 0x10, 0x00, 0xbf, 0x00, 0x00, 0x11, 0x00, 0x31, 0xc0, 0xb9, 0x00, 0x0c,
+      0x00, 0x00, 0xf3, 0xab, 0xc7, 0x05, 0x00, 0x00, 0x11, 0x00, 0x03, 0x10, 0x11, 0x00,
+      0xc7, 0x05, 0x00, 0x10, 0x11, 0x00, 0x03, 0x20, 0x11, 0x00, 0xc7, 0x05, 0x00, 0x20,
+      0x11, 0x00, 0x83, 0x00, 0x00, 0x00, 0xb8, 0x00, 0x00, 0x11, 0x00, 0x0f, 0x22, 0xd8,
+      0x0f, 0x20, 0xe0, 0x83, 0xc8, 0x20, 0x0f, 0x22, 0xe0, 0xb9, 0x80, 0x00, 0x00, 0xc0,
+      0x0f, 0x32, 0x0d, 0x00, 0x01, 0x00, 0x00, 0x0f, 0x30, 0x0f, 0x20, 0xc0, 0x0d, 0x01,
+      0x00, 0x00, 0x80, 0x0f, 0x22, 0xc0, 0x0f, 0x01, 0x15, 0xb0, 0x00, 0x10, 0x00, 0xea,
+      0x84, 0x00, 0x10, 0x00, 0x08, 0x00, 0x66, 0xb8, 0x10, 0x00, 0x8e, 0xd8, 0x8e, 0xd0,
+      0xb0, 0x31, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9a, 0x20, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x92, 0x00, 0x00, 0x17, 0x00, 0x98, 0x00, 0x10, 0x00};
+  return std::string(reinterpret_cast<const char*>(kImage), sizeof(kImage));
+}
+
+cove::v1::AccelVerdict ToProto(const AccelVerdict& verdict) {
+  cove::v1::AccelVerdict out;
+  out.set_accel(verdict.accel);
+  out.set_usable(verdict.usable);
+  out.set_reason(verdict.reason);
+  out.set_checked_by(verdict.checked_by);
+  out.set_cpu(verdict.cpu);
+  *out.mutable_checked_at() =
+      google::protobuf::util::TimeUtil::TimeTToTimestamp(verdict.checked_at_unix);
+  return out;
+}
+
+const AccelVerdict* AccelReport::Find(cove::v1::Accel accel) const {
+  for (const auto& v : verdicts) {
+    if (v.accel == accel) return &v;
+  }
+  return nullptr;
+}
+
+void AccelReport::RecordBootFailure(cove::v1::Accel accel, const std::string& reason) {
+  for (auto& v : verdicts) {
+    if (v.accel != accel) continue;
+    v.usable = false;
+    v.reason = reason;
+    v.checked_by = "boot";
+    v.checked_at_unix = ::time(nullptr);
+  }
+  ChooseAuto();
+}
+
+void AccelReport::ChooseAuto() {
+  auto_accel = cove::v1::ACCEL_TCG;
+  for (const auto& v : verdicts) {
+    if (v.usable) {
+      auto_accel = v.accel;
+      break;
+    }
+  }
+}
+
+absl::Status SaveAccelReport(const AccelReport& report, const std::string& cache_file) {
+  nlohmann::json j = {
+      {"key", report.key}, {"auto", report.auto_accel}, {"verdicts", nlohmann::json::array()}};
+  for (const auto& v : report.verdicts) {
+    j["verdicts"].push_back({{"accel", v.accel},
+                             {"usable", v.usable},
+                             {"reason", v.reason},
+                             {"cpu", v.cpu},
+                             {"checked_by", v.checked_by},
+                             {"checked_at", v.checked_at_unix}});
+  }
+  return WriteFileAtomically(cache_file, j.dump(2) + "\n");
 }
 
 absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
                                               const std::string& arch,
                                               const std::string& cache_file,
-                                              const std::string& scratch_dir) {
+                                              const std::string& scratch_dir, bool reprobe) {
   AccelReport report;
   auto qemu = FindInPath(qemu_binary);
   if (!qemu.ok()) {
@@ -122,16 +236,22 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
   }
   struct stat st {};
   ::stat(report.qemu_path.c_str(), &st);
-  const std::string key = absl::StrCat(report.qemu_path, "|", report.qemu_version, "|", st.st_mtime,
-                                       "|", HostKernel(), "|", arch);
+  report.key = absl::StrCat(report.qemu_path, "|", report.qemu_version, "|", st.st_mtime, "|",
+                            HostKernel(), "|", arch);
 
-  if (!cache_file.empty()) {
+  if (!cache_file.empty() && !reprobe) {
     if (auto cached = ReadFile(cache_file); cached.ok()) {
       auto j = nlohmann::json::parse(*cached, nullptr, false);
-      if (j.is_object() && j.value("key", "") == key && j.contains("verdicts")) {
+      if (j.is_object() && j.value("key", "") == report.key && j.contains("verdicts")) {
         for (const auto& e : j["verdicts"]) {
-          report.verdicts.push_back({static_cast<cove::v1::Accel>(e.value("accel", 0)),
-                                     e.value("usable", false), e.value("reason", "")});
+          AccelVerdict v;
+          v.accel = static_cast<cove::v1::Accel>(e.value("accel", 0));
+          v.usable = e.value("usable", false);
+          v.reason = e.value("reason", "");
+          v.cpu = e.value("cpu", v.accel == cove::v1::ACCEL_TCG ? "" : "host");
+          v.checked_by = e.value("checked_by", "probe");
+          v.checked_at_unix = e.value("checked_at", int64_t{0});
+          report.verdicts.push_back(std::move(v));
         }
         report.auto_accel = static_cast<cove::v1::Accel>(j.value("auto", 4));
         return report;
@@ -152,25 +272,31 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
   // The probe program is x86; other guest architectures get hardware
   // acceleration only when host and guest match, which is checked by the
   // machine layer.
-  for (cove::v1::Accel a : candidates) {
-    AccelVerdict v = ProbeOne(report.qemu_path, a, kernel);
-    spdlog::info("accel probe: {} {}{}", AccelName(a), v.usable ? "works" : "unusable: ", v.reason);
+  std::vector<ProbeRun> runs;
+  for (cove::v1::Accel a : candidates) runs.push_back(ProbeOne(report.qemu_path, a, kernel));
+  const ProbeRun& tcg = runs.back();
+  for (ProbeRun& run : runs) {
+    AccelVerdict& v = run.verdict;
+    const int64_t bound = std::max(kSlowFloorMs, kSlowFactor * tcg.elapsed_ms);
+    if (v.usable && v.accel != cove::v1::ACCEL_TCG && tcg.verdict.usable &&
+        run.elapsed_ms > bound) {
+      v.usable = false;
+      v.reason = absl::StrCat("it ran the test guest in ", run.elapsed_ms, " ms where tcg took ",
+                              tcg.elapsed_ms,
+                              " ms: this hypervisor emulates the guest instead of running it "
+                              "(a PVM or nested kvm)");
+    }
+    v.checked_at_unix = ::time(nullptr);
+    spdlog::info("accel probe: {} {}{} ({} ms{})", AccelName(v.accel),
+                 v.usable ? "works" : "unusable: ", v.reason, run.elapsed_ms,
+                 v.cpu.empty() ? "" : absl::StrCat(", -cpu ", v.cpu));
     report.verdicts.push_back(v);
   }
-  report.auto_accel = cove::v1::ACCEL_TCG;
-  for (const auto& v : report.verdicts) {
-    if (v.usable) {
-      report.auto_accel = v.accel;
-      break;
-    }
-  }
+  report.ChooseAuto();
   if (!cache_file.empty()) {
-    nlohmann::json j = {
-        {"key", key}, {"auto", report.auto_accel}, {"verdicts", nlohmann::json::array()}};
-    for (const auto& v : report.verdicts) {
-      j["verdicts"].push_back({{"accel", v.accel}, {"usable", v.usable}, {"reason", v.reason}});
+    if (auto saved = SaveAccelReport(report, cache_file); !saved.ok()) {
+      spdlog::warn("cannot cache the accelerator verdicts: {}", std::string(saved.message()));
     }
-    (void)WriteFileAtomically(cache_file, j.dump(2) + "\n");
   }
   return report;
 }

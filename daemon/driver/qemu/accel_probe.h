@@ -1,13 +1,21 @@
 // Which hardware accelerator really works. /dev/kvm existing is not enough:
 // some hosts expose a kvm that cannot run a stock guest (a PVM hypervisor:
-// qemu aborts setting MSR 0x10a, or the guest hangs). So the probe boots a
-// tiny multiboot program that writes to qemu's isa-debug-exit port; only a
-// CPU that really ran guest code makes qemu exit with the expected status.
+// qemu aborts setting MSR 0x10a, the guest hangs early in the kernel, or qemu
+// stops it with "KVM internal error"). So the probe boots a tiny program that
+// switches the CPU to 64-bit long mode with paging and then writes to qemu's
+// isa-debug-exit port; only a CPU that really ran guest code makes qemu exit
+// with the expected status.
 //
-// Probing takes up to a few seconds, so verdicts are cached in a file keyed
-// by the qemu binary, its version and the host kernel.
+// The probe is a first opinion. A real boot may overrule it: a machine whose
+// guest shows no sign of life under an accelerator records that accelerator
+// as unusable here (AccelResolver::RecordBootFailure), with why.
+//
+// Verdicts are cached per user (they are facts about the host and qemu, not
+// about one cove home), keyed by the qemu binary, its version and the host
+// kernel; a change of any of them probes again.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,25 +29,45 @@ struct AccelVerdict {
   cove::v1::Accel accel = cove::v1::ACCEL_UNSPECIFIED;
   bool usable = false;
   std::string reason;  // why not, when not usable
+  // The -cpu model the verdict holds for ("host", or "host,-arch-capabilities"
+  // where qemu cannot set that MSR); empty for tcg.
+  std::string cpu;
+  // What decided it: "probe" or "boot" (a real machine's start).
+  std::string checked_by = "probe";
+  int64_t checked_at_unix = 0;
 };
 
 struct AccelReport {
   std::string qemu_path;
   std::string qemu_version;
+  // Identifies the qemu build and host kernel the verdicts hold for.
+  std::string key;
   std::vector<AccelVerdict> verdicts;  // hardware accelerators, then tcg
-  // What ACCEL_AUTO means on this host.
+  // What ACCEL_AUTO means on this host: the first usable verdict.
   cove::v1::Accel auto_accel = cove::v1::ACCEL_TCG;
+
+  const AccelVerdict* Find(cove::v1::Accel accel) const;
+  // Marks `accel` unusable because of a real boot; recomputes auto_accel.
+  void RecordBootFailure(cove::v1::Accel accel, const std::string& reason);
+  // auto_accel from the verdicts: the first usable one, else tcg.
+  void ChooseAuto();
 };
 
-// The multiboot program, for tests.
+cove::v1::AccelVerdict ToProto(const AccelVerdict& verdict);
+
+// The probe program (a multiboot image), for tests.
 std::string ProbeKernelImage();
 
 // Probes the accelerators for `arch` with `qemu_binary` (blocking; run it off
-// the loop thread). Reads and writes `cache_file` (may be empty: no cache).
+// the loop thread). Reads and writes `cache_file` (may be empty: no cache);
+// `reprobe` ignores what the cache says.
 // COVE_ACCEL_PROBE_TIMEOUT_MS overrides the per-probe timeout (default 5000).
 absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
                                               const std::string& arch,
                                               const std::string& cache_file,
-                                              const std::string& scratch_dir);
+                                              const std::string& scratch_dir, bool reprobe = false);
+
+// Writes `report` to `cache_file` atomically.
+absl::Status SaveAccelReport(const AccelReport& report, const std::string& cache_file);
 
 }  // namespace cove::daemon::qemu

@@ -33,10 +33,10 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   add({"-no-reboot"});
   switch (spec.accel) {
     case cove::v1::ACCEL_KVM:
-      add({"-accel", "kvm", "-cpu", "host"});
+      add({"-accel", "kvm", "-cpu", spec.cpu.empty() ? "host" : spec.cpu});
       break;
     case cove::v1::ACCEL_HVF:
-      add({"-accel", "hvf", "-cpu", "host"});
+      add({"-accel", "hvf", "-cpu", spec.cpu.empty() ? "host" : spec.cpu});
       break;
     default:
       // Single-threaded TCG with a large translation cache. Multi-threaded
@@ -97,8 +97,8 @@ std::vector<UserNetForward> ParseTcpHostForwards(const std::string& info_usernet
         gp > 65535) {
       continue;
     }
-    out.push_back(UserNetForward{host_ip, static_cast<uint16_t>(hp), guest_ip,
-                                 static_cast<uint16_t>(gp)});
+    out.push_back(
+        UserNetForward{host_ip, static_cast<uint16_t>(hp), guest_ip, static_cast<uint16_t>(gp)});
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -43,11 +44,11 @@ QemuInstance::QemuInstance(EventLoop& loop, LaunchSpec spec, int pid, bool is_ch
       pid_(pid),
       is_child_(is_child),
       callbacks_(std::move(callbacks)),
-      qmp_(loop, QmpClient::Callbacks{
-                     .on_ready = [this]() { OnQmpReady(); },
-                     .on_event = [this](const std::string& e,
-                                        const nlohmann::json& d) { OnQmpEvent(e, d); },
-                     .on_closed = [this](const std::string& why) { OnQmpClosed(why); }}),
+      qmp_(loop,
+           QmpClient::Callbacks{.on_ready = [this]() { OnQmpReady(); },
+                                .on_event = [this](const std::string& e,
+                                                   const nlohmann::json& d) { OnQmpEvent(e, d); },
+                                .on_closed = [this](const std::string& why) { OnQmpClosed(why); }}),
       qmp_retry_(loop),
       liveness_(loop) {
   // "tcp:127.0.0.1:25201-:5201": the host port is the last field before '-'.
@@ -143,9 +144,31 @@ void QemuInstance::OnQmpEvent(const std::string& event, const nlohmann::json& da
     if (callbacks_.on_guest_event) callbacks_.on_guest_event("reset");
   } else if (event == "STOP") {
     if (callbacks_.on_guest_event) callbacks_.on_guest_event("stop");
+    // Nothing of ours pauses the guest, so a STOP is qemu giving up on it:
+    // ask why.
+    qmp_.Execute("query-status", nullptr, [this](absl::Status st, const nlohmann::json& result) {
+      if (!st.ok() || !result.is_object()) return;
+      const std::string status = result.value("status", "");
+      spdlog::warn("{}: qemu stopped the guest: run state {}", spec_.name, status);
+      if (status != "internal-error" || !callbacks_.on_stuck) return;
+      const std::string detail = QemuLogLine("internal error");
+      callbacks_.on_stuck(absl::StrCat("qemu stopped the guest (run state internal-error)",
+                                       detail.empty() ? "" : ": ", detail));
+    });
   } else if (event == "GUEST_PANICKED") {
     if (callbacks_.on_guest_event) callbacks_.on_guest_event("panic");
   }
+}
+
+std::string QemuInstance::QemuLogLine(const std::string& needle) const {
+  auto log = ReadFile(spec_.hypervisor_log);
+  if (!log.ok()) return "";
+  for (absl::string_view line : absl::StrSplit(*log, '\n')) {
+    if (absl::StrContains(absl::AsciiStrToLower(line), needle)) {
+      return std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
+  return "";
 }
 
 std::string QemuInstance::QemuLogTail() const {
@@ -194,8 +217,8 @@ void QemuInstance::OnProcessGone() {
                   : guest_reset_    ? "the guest rebooted or its kernel panicked"
                                     : absl::StrCat("qemu (pid ", pid_,
                                                    ") ended without a shutdown: killed or crashed "
-                                                   "(its exit status went to the coved that "
-                                                   "started it)");
+                                                      "(its exit status went to the coved that "
+                                                      "started it)");
   }
   if (quit_requested_ && !exit.clean && exit.reason.find("signal") == std::string::npos) {
     exit.clean = true;
@@ -274,13 +297,12 @@ bool QemuInstance::IsUntrackedLane(const UserNetForward& f, uint16_t guest_port)
 
 void QemuInstance::RemoveForward(uint16_t host_port,
                                  std::function<void(absl::StatusOr<std::string>)> done) {
-  Hmp(absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
+  Hmp(
+      absl::StrCat("hostfwd_remove ", kUserNetId, " tcp:127.0.0.1:", host_port),
       done ? std::move(done) : [](absl::StatusOr<std::string>) {});
 }
 
-bool QemuInstance::QmpMayReturn() const {
-  return !exited_ && qmp_attempts_ < kQmpConnectAttempts;
-}
+bool QemuInstance::QmpMayReturn() const { return !exited_ && qmp_attempts_ < kQmpConnectAttempts; }
 
 bool QemuInstance::RetryLater(const absl::Status& status, LaneOp op) {
   if (status.ok() || qmp_.ready() || !QmpMayReturn()) return false;
@@ -373,21 +395,21 @@ void QemuInstance::CloseLane(uint16_t host_port) {
 
 void QemuInstance::RemoveLane(uint16_t host_port, std::function<void()> next) {
   RemoveForward(host_port, [this, host_port, next](absl::StatusOr<std::string> removed) {
-        if (RetryLater(removed.status(), [this, host_port](std::function<void()> n) {
-              RemoveLane(host_port, std::move(n));
-            })) {
-          next();
-          return;
-        }
-        // Only now: until it is gone, a new lane to the same guest port must
-        // not be mistaken for it.
-        lanes_.erase(host_port);
-        if (!removed.ok() || removed->find("removed") == std::string::npos) {
-          spdlog::debug("{}: removing lane 127.0.0.1:{}: {}", spec_.name, host_port,
-                        removed.ok() ? *removed : std::string(removed.status().message()));
-        }
-        next();
-      });
+    if (RetryLater(removed.status(), [this, host_port](std::function<void()> n) {
+          RemoveLane(host_port, std::move(n));
+        })) {
+      next();
+      return;
+    }
+    // Only now: until it is gone, a new lane to the same guest port must
+    // not be mistaken for it.
+    lanes_.erase(host_port);
+    if (!removed.ok() || removed->find("removed") == std::string::npos) {
+      spdlog::debug("{}: removing lane 127.0.0.1:{}: {}", spec_.name, host_port,
+                    removed.ok() ? *removed : std::string(removed.status().message()));
+    }
+    next();
+  });
 }
 
 }  // namespace cove::daemon::qemu

@@ -58,14 +58,15 @@ class QemuInstance : public VmInstance {
                      std::function<void(absl::StatusOr<std::string>)> done = nullptr);
   void RemoveLane(uint16_t host_port, std::function<void()> next);
   // A human monitor command; its text answer.
-  void Hmp(const std::string& command_line,
-           std::function<void(absl::StatusOr<std::string>)> done);
+  void Hmp(const std::string& command_line, std::function<void(absl::StatusOr<std::string>)> done);
   void ConnectQmp();
   void OnQmpClosed(const std::string& why);
   void Reap(int status);
   void OnProcessGone();
   void OnQmpEvent(const std::string& event, const nlohmann::json& data);
   std::string QemuLogTail() const;
+  // The first line of qemu's own log that contains `needle` (lower case).
+  std::string QemuLogLine(const std::string& needle) const;
 
   EventLoop& loop_;
   LaunchSpec spec_;

@@ -40,3 +40,54 @@ TEST_CASE("a missing qemu says what to install", "[accel]") {
   REQUIRE_FALSE(report.ok());
   CHECK(std::string(report.status().message()).find("apt-get install") != std::string::npos);
 }
+
+TEST_CASE("a real boot's failure overrules the probe and is cached", "[accel]") {
+  cove::testing::TempDir tmp;
+  const std::string cache = tmp.path() + "/accel.json";
+  AccelReport report;
+  report.key = "qemu|7.2|kernel|x86_64";
+  report.verdicts = {{cove::v1::ACCEL_KVM, true, "", "host", "probe", 1},
+                     {cove::v1::ACCEL_TCG, true, "", "", "probe", 1}};
+  report.auto_accel = cove::v1::ACCEL_KVM;
+
+  report.RecordBootFailure(cove::v1::ACCEL_KVM, "no sign of life");
+  CHECK(report.auto_accel == cove::v1::ACCEL_TCG);
+  const AccelVerdict* kvm = report.Find(cove::v1::ACCEL_KVM);
+  REQUIRE(kvm != nullptr);
+  CHECK_FALSE(kvm->usable);
+  CHECK(kvm->reason == "no sign of life");
+  CHECK(kvm->checked_by == "boot");
+  CHECK(kvm->checked_at_unix > 1);
+  CHECK(report.Find(cove::v1::ACCEL_HVF) == nullptr);
+
+  REQUIRE(SaveAccelReport(report, cache).ok());
+  auto text = cove::ReadFile(cache);
+  REQUIRE(text.ok());
+  auto j = nlohmann::json::parse(*text);
+  CHECK(j["key"] == report.key);
+  CHECK(j["auto"] == cove::v1::ACCEL_TCG);
+  CHECK(j["verdicts"][0]["checked_by"] == "boot");
+  CHECK(j["verdicts"][0]["usable"] == false);
+  CHECK(j["verdicts"][0]["cpu"] == "host");
+
+  auto proto = ToProto(*kvm);
+  CHECK(proto.checked_by() == "boot");
+  CHECK(proto.reason() == "no sign of life");
+  CHECK(proto.checked_at().seconds() == kvm->checked_at_unix);
+}
+
+TEST_CASE("a reprobe ignores the cached verdicts", "[accel]") {
+  cove::testing::TempDir tmp;
+  const std::string cache = tmp.path() + "/accel.json";
+  auto first = ProbeAccelerators("qemu-system-x86_64", "x86_64", cache, tmp.path());
+  REQUIRE(first.ok());
+  first->RecordBootFailure(cove::v1::ACCEL_TCG, "marked by the test");
+  REQUIRE(SaveAccelReport(*first, cache).ok());
+  auto cached = ProbeAccelerators("qemu-system-x86_64", "x86_64", cache, tmp.path());
+  REQUIRE(cached.ok());
+  CHECK(cached->Find(cove::v1::ACCEL_TCG)->reason == "marked by the test");
+  auto fresh = ProbeAccelerators("qemu-system-x86_64", "x86_64", cache, tmp.path(), true);
+  REQUIRE(fresh.ok());
+  CHECK(fresh->Find(cove::v1::ACCEL_TCG)->usable);
+  CHECK(fresh->Find(cove::v1::ACCEL_TCG)->checked_by == "probe");
+}
