@@ -102,7 +102,8 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "set", "Change a machine's settings: port rules, restart, autostart, accelerator");
   struct Flags {
-    std::string name, restart, accel;
+    std::string name, restart, accel, mount_type;
+    std::vector<std::string> mounts;
     std::vector<std::string> rules;
     bool clear = false;
     std::optional<bool> autostart;
@@ -117,11 +118,21 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       "--autostart,!--no-autostart", [f](std::int64_t n) { f->autostart = n > 0; },
       "Start (or not) when coved starts at login");
   cmd->add_option("--accel", f->accel, "auto, kvm, hvf or tcg; applies at the next start");
+  cmd->add_option("--mount", f->mounts,
+                  "Replace the mounts of a stopped machine: HOST[:GUEST][:ro], repeatable, or "
+                  "none (see `cove create --help`)");
+  cmd->add_option("--mount-type", f->mount_type, "auto, virtiofs or 9p, for the --mount flags");
   cmd->callback([&ctx, &exit_code, f]() {
-    if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart && f->accel.empty()) {
+    if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart && f->accel.empty() &&
+        f->mounts.empty()) {
       exit_code = Context::Fail(absl::InvalidArgumentError(
           "nothing to set: give --port-rule RULE (repeatable), --clear-port-rules, "
-          "--restart POLICY, --[no-]autostart or --accel ACCEL"));
+          "--restart POLICY, --[no-]autostart, --accel ACCEL or --mount MOUNT"));
+      return;
+    }
+    if (!f->mount_type.empty() && f->mounts.empty()) {
+      exit_code = Context::Fail(
+          absl::InvalidArgumentError("--mount-type goes with --mount: give the mounts it is for"));
       return;
     }
     if (!f->rules.empty() && f->clear) {
@@ -154,6 +165,15 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       req.add_update_mask("autostart");
       req.set_autostart(*f->autostart);
     }
+    if (!f->mounts.empty()) {
+      bool none = false;
+      if (auto st = ParseMounts(f->mounts, f->mount_type, req.mutable_mounts(), &none); !st.ok()) {
+        exit_code = Context::Fail(st);
+        return;
+      }
+      req.set_no_mounts(none);
+      req.add_update_mask("mounts");
+    }
     if (!f->accel.empty()) {
       auto accel = ParseAccel(f->accel);
       if (!accel.ok()) {
@@ -175,7 +195,8 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
               << (spec.restart() == cove::v1::RESTART_POLICY_ON_FAILURE
                       ? "on-failure:" + std::to_string(spec.max_restarts())
                       : std::string("never"))
-              << ", autostart " << (spec.autostart() ? "on" : "off") << ", accel "
+              << ", autostart " << (spec.autostart() ? "on" : "off") << ", " << spec.mounts_size()
+              << " mount" << (spec.mounts_size() == 1 ? "" : "s") << ", accel "
               << AccelName(spec.accel())
               << (!f->accel.empty() && m.state() != cove::v1::MACHINE_STATE_STOPPED &&
                           m.state() != cove::v1::MACHINE_STATE_ERROR

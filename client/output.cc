@@ -30,6 +30,34 @@ std::string EventKindName(cove::v1::EventKind kind) {
       return "oom-kill";
     case cove::v1::EVENT_KIND_ACCEL_FALLBACK:
       return "accel-fallback";
+    case cove::v1::EVENT_KIND_MOUNT_CHANGED:
+      return "mount";
+    default:
+      return "unknown";
+  }
+}
+
+const char* MountTypeName(cove::v1::MountType type) {
+  switch (type) {
+    case cove::v1::MOUNT_TYPE_VIRTIOFS:
+      return "virtiofs";
+    case cove::v1::MOUNT_TYPE_9P:
+      return "9p";
+    default:
+      return "auto";
+  }
+}
+
+const char* MountStateName(cove::v1::MountState state) {
+  switch (state) {
+    case cove::v1::MOUNT_STATE_PENDING:
+      return "pending";
+    case cove::v1::MOUNT_STATE_MOUNTED:
+      return "mounted";
+    case cove::v1::MOUNT_STATE_FAILED:
+      return "failed";
+    case cove::v1::MOUNT_STATE_HOST_GONE:
+      return "host-gone";
     default:
       return "unknown";
   }
@@ -101,6 +129,24 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
   }
   j["forwards"] = nlohmann::json::array();
   for (const auto& f : m.forwards()) j["forwards"].push_back(ForwardJson(f));
+  j["mounts"] = nlohmann::json::array();
+  for (int i = 0; i < s.mounts_size(); ++i) {
+    const auto& mount = s.mounts(i);
+    nlohmann::json mj = {{"host_path", mount.host_path()},
+                         {"guest_path", mount.guest_path()},
+                         {"read_only", mount.read_only()},
+                         {"type", MountTypeName(mount.type())}};
+    // While it runs: what this boot really uses, and how it is.
+    if (i < m.mounts_size()) {
+      const auto& live = m.mounts(i);
+      mj["type"] = MountTypeName(live.mount().type());
+      mj["state"] = MountStateName(live.state());
+      mj["tag"] = live.tag();
+      mj["watched_dirs"] = live.watched_dirs();
+      if (!live.error().empty()) mj["error"] = live.error();
+    }
+    j["mounts"].push_back(std::move(mj));
+  }
   j["port_rules"] = nlohmann::json::array();
   for (const auto& r : s.port_rules()) {
     nlohmann::json rule = {{"proto", r.proto() == cove::v1::PROTO_TCP   ? "tcp"
@@ -161,6 +207,13 @@ nlohmann::json EventJson(const cove::v1::Event& e) {
     j["previous_state"] = StateName(e.previous_state());
   }
   if (e.has_forward()) j["forward"] = ForwardJson(e.forward());
+  if (e.has_mount()) {
+    j["mount"] = {{"host_path", e.mount().mount().host_path()},
+                  {"guest_path", e.mount().mount().guest_path()},
+                  {"type", MountTypeName(e.mount().mount().type())},
+                  {"state", MountStateName(e.mount().state())},
+                  {"error", e.mount().error()}};
+  }
   return j;
 }
 

@@ -15,6 +15,8 @@ namespace cove::client {
 std::string EventKindName(cove::v1::EventKind kind);
 
 nlohmann::json MachineJson(const cove::v1::Machine& m);
+const char* MountTypeName(cove::v1::MountType type);
+const char* MountStateName(cove::v1::MountState state);
 nlohmann::json AccelVerdictsJson(
     const google::protobuf::RepeatedPtrField<cove::v1::AccelVerdict>& verdicts);
 nlohmann::json ImageJson(const cove::v1::Image& image);

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/port_flags.h"
 #include "common/sizes.h"
 
@@ -36,6 +37,68 @@ void SpecFlags::Add(CLI::App& cmd) {
                  "it again, at most N times in a row, default 3)");
   cmd.add_flag("--autostart", autostart,
                "Start this machine when coved starts at login (see `cove daemon install`)");
+  cmd.add_option(
+      "--mount", mounts,
+      "Share a host directory: HOST[:GUEST][:ro][:virtiofs|9p], repeatable (default: your home "
+      "directory, writable, at the same path); --mount none for no mounts");
+  cmd.add_option("--mount-type", mount_type,
+                 "How mounts reach the guest: auto (default: virtiofs where a virtiofsd runs as "
+                 "you, else 9p), virtiofs or 9p");
+}
+
+absl::Status ParseMounts(const std::vector<std::string>& flags, const std::string& type,
+                         google::protobuf::RepeatedPtrField<cove::v1::Mount>* mounts,
+                         bool* no_mounts) {
+  cove::v1::MountType t = cove::v1::MOUNT_TYPE_AUTO;
+  if (type == "virtiofs") {
+    t = cove::v1::MOUNT_TYPE_VIRTIOFS;
+  } else if (type == "9p") {
+    t = cove::v1::MOUNT_TYPE_9P;
+  } else if (!type.empty() && type != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mount-type \"", type, "\" is not auto, virtiofs or 9p"));
+  }
+  for (const std::string& flag : flags) {
+    if (flag == "none") {
+      if (flags.size() > 1) {
+        return absl::InvalidArgumentError("--mount none cannot go with other --mount flags");
+      }
+      *no_mounts = true;
+      return absl::OkStatus();
+    }
+    std::vector<std::string> parts = absl::StrSplit(flag, ':');
+    cove::v1::Mount m;
+    m.set_type(t);
+    // Options at the end: ro or rw, and a type for this mount alone.
+    while (parts.size() > 1) {
+      const std::string& opt = parts.back();
+      if (opt == "ro" || opt == "rw") {
+        m.set_read_only(opt == "ro");
+      } else if (opt == "virtiofs" || opt == "9p") {
+        m.set_type(opt == "9p" ? cove::v1::MOUNT_TYPE_9P : cove::v1::MOUNT_TYPE_VIRTIOFS);
+      } else {
+        break;
+      }
+      parts.pop_back();
+    }
+    if (parts.empty() || parts.size() > 2 || parts[0].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--mount \"", flag, "\" is not HOST[:GUEST][:ro][:virtiofs|9p] (or none)"));
+    }
+    std::string host = parts[0];
+    if (host == "~" || absl::StartsWith(host, "~/")) {
+      const char* home = std::getenv("HOME");
+      if (home == nullptr) return absl::InvalidArgumentError("--mount ~...: HOME is not set");
+      host = std::string(home) + host.substr(1);
+    }
+    m.set_host_path(std::filesystem::absolute(host).lexically_normal().string());
+    while (m.host_path().size() > 1 && m.host_path().back() == '/') {
+      m.mutable_host_path()->pop_back();
+    }
+    if (parts.size() == 2) m.set_guest_path(parts[1]);
+    *mounts->Add() = std::move(m);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<cove::v1::Accel> ParseAccel(const std::string& text) {
@@ -125,6 +188,15 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
     spec.set_max_restarts(policy->second);
   }
   spec.set_autostart(autostart);
+  // --mount-type alone applies to the default mount, the home directory.
+  const std::vector<std::string> home_only = {"~"};
+  bool no_mounts = false;
+  if (auto st = ParseMounts(mounts.empty() && !mount_type.empty() ? home_only : mounts, mount_type,
+                            spec.mutable_mounts(), &no_mounts);
+      !st.ok()) {
+    return st;
+  }
+  spec.set_no_mounts(no_mounts);
   // A path is made absolute here: coved's working directory is not ours.
   if (image.find('/') != std::string::npos) {
     spec.set_image(std::filesystem::absolute(image).lexically_normal().string());

@@ -22,11 +22,23 @@ struct SpecFlags {
   std::vector<std::string> port_rules, forwards;
   std::string restart;  // never | on-failure[:N]
   bool autostart = false;
+  // HOST[:GUEST][:ro] or "none"; --mount-type auto | virtiofs | 9p.
+  std::vector<std::string> mounts;
+  std::string mount_type;
 
   void Add(CLI::App& cmd);
   // Parsed sizes and enums; unset flags stay zero so coved fills defaults.
   absl::StatusOr<cove::v1::MachineSpec> ToSpec() const;
 };
+
+// --mount HOST[:GUEST][:ro|:rw] (repeatable) or --mount none, with
+// --mount-type auto|virtiofs|9p for all of them: into `mounts` and
+// `no_mounts` of a MachineSpec or UpdateMachineRequest. `~` and relative host
+// paths are made absolute here (coved's home and working directory are not
+// the caller's); coved resolves symlinks.
+absl::Status ParseMounts(const std::vector<std::string>& flags, const std::string& type,
+                         google::protobuf::RepeatedPtrField<cove::v1::Mount>* mounts,
+                         bool* no_mounts);
 
 // --accel: "auto", "kvm", "hvf" or "tcg".
 absl::StatusOr<cove::v1::Accel> ParseAccel(const std::string& text);

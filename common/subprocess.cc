@@ -104,17 +104,28 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
   return result;
 }
 
-absl::StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
-                                  const std::string& log_path) {
+absl::StatusOr<int> SpawnDetached(const std::vector<std::string>& argv, const std::string& log_path,
+                                  int pass_fd) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
                                    0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // dup2 clears FD_CLOEXEC on the copy, so fd 3 survives the exec.
+  if (pass_fd >= 0) posix_spawn_file_actions_adddup2(&actions, pass_fd, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  // The caller may ignore SIGPIPE or block signals; the child must not
+  // inherit that.
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
   pid_t pid = 0;
   std::vector<char*> cargv = CArgv(argv);
   int rc = ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);

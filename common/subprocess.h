@@ -27,9 +27,11 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          std::chrono::milliseconds timeout);
 
 // Starts argv in a new session with stdin from /dev/null and stdout/stderr
-// appended to `log_path`; does not wait. Returns the pid.
-absl::StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
-                                  const std::string& log_path);
+// appended to `log_path`, with default signal dispositions and an empty
+// signal mask; does not wait. `pass_fd`, if not -1, becomes the child's fd 3
+// (a listening socket handed over, say). Returns the pid.
+absl::StatusOr<int> SpawnDetached(const std::vector<std::string>& argv, const std::string& log_path,
+                                  int pass_fd = -1);
 
 // First executable named `name` in $PATH, or NOT_FOUND.
 absl::StatusOr<std::string> FindInPath(const std::string& name);

@@ -36,6 +36,8 @@ export COVE_TEST_IMAGE=$image
 echo "== test tools"
 # ctr from Debian's containerd package, without installing that package.
 "$src/tests/tools/fetch-ctr" "$build/test-tools/ctr"
+# A virtiofsd that runs as an ordinary user (Debian 13's, on Debian 12).
+"$src/tests/tools/fetch-virtiofsd" "$build/test-tools/virtiofsd"
 
 echo "== fuzz (each target briefly)"
 bash "$src/tests/fuzz/run.sh" "${COVE_FUZZ_SECONDS:-20}"

@@ -103,12 +103,6 @@ std::shared_ptr<StreamCallbacks> AgentLink::Handler(uint32_t id) const {
   return it == handlers_.end() ? nullptr : it->second;
 }
 
-void AgentLink::Configure(std::vector<std::string> services,
-                          std::vector<cove::agent::v1::ReverseSocket> reverse_sockets) {
-  services_ = std::move(services);
-  reverse_sockets_ = std::move(reverse_sockets);
-}
-
 void AgentLink::SchedulePump() {
   if (pump_scheduled_) return;
   pump_scheduled_ = true;
@@ -200,8 +194,9 @@ void AgentLink::SendHostHello() {
   hello->set_host_version(kVersion);
   hello->set_session_id(session_id_);
   hello->set_host_time_unix_ms(NowUnixMs());
-  for (const std::string& s : services_) hello->add_services(s);
-  for (const auto& r : reverse_sockets_) *hello->add_reverse_sockets() = r;
+  for (const std::string& s : wants_.services) hello->add_services(s);
+  for (const auto& r : wants_.reverse_sockets) *hello->add_reverse_sockets() = r;
+  for (const auto& m : wants_.mounts) *hello->add_mounts() = m;
   mux_->SendControl(msg.SerializeAsString());
 }
 
@@ -303,6 +298,12 @@ void AgentLink::OnControl(const std::string& payload) {
       break;
     case cove::agent::v1::GuestToHost::kListeners:
       if (ready_ && callbacks_.on_listeners) callbacks_.on_listeners(msg.listeners());
+      break;
+    case cove::agent::v1::GuestToHost::kMountStatus:
+      if (ready_ && callbacks_.on_mount_status) callbacks_.on_mount_status(msg.mount_status());
+      break;
+    case cove::agent::v1::GuestToHost::kWatchedDirs:
+      if (ready_ && callbacks_.on_watched_dirs) callbacks_.on_watched_dirs(msg.watched_dirs());
       break;
     default:
       break;

@@ -59,6 +59,10 @@ class AgentLink {
     // connection). Return its callbacks, or nullopt to refuse it.
     std::function<std::optional<StreamCallbacks>(uint32_t id, const cove::agent::v1::StreamOpen&)>
         on_guest_open;
+    // A mount's state, in answer to the mounts of a HostHello.
+    std::function<void(const cove::agent::v1::MountStatus&)> on_mount_status;
+    // The directories guest programs watch inside one mount (the whole set).
+    std::function<void(const cove::agent::v1::WatchedDirs&)> on_watched_dirs;
   };
 
   // Silence after which a connected agent counts as lost (three missed
@@ -70,11 +74,15 @@ class AgentLink {
   AgentLink(EventLoop& loop, std::string name, std::string socket_path, Callbacks callbacks);
   ~AgentLink();
 
-  // What every HostHello asks for: the services the agent must run and the
-  // reverse sockets it must serve. Takes effect at the next hello; call
-  // before Start().
-  void Configure(std::vector<std::string> services,
-                 std::vector<cove::agent::v1::ReverseSocket> reverse_sockets);
+  // What every HostHello asks for: the services the agent must run, the
+  // reverse sockets it must serve, the host directories it must mount.
+  struct GuestWants {
+    std::vector<std::string> services;
+    std::vector<cove::agent::v1::ReverseSocket> reverse_sockets;
+    std::vector<cove::agent::v1::GuestMount> mounts;
+  };
+  // Takes effect at the next hello; call before Start().
+  void Configure(GuestWants wants) { wants_ = std::move(wants); }
 
   // Starts connecting; retries until Stop() or destruction.
   void Start();
@@ -119,8 +127,7 @@ class AgentLink {
   const std::string name_;
   const std::string socket_path_;
   Callbacks callbacks_;
-  std::vector<std::string> services_;
-  std::vector<cove::agent::v1::ReverseSocket> reverse_sockets_;
+  GuestWants wants_;
   UnixStream stream_;
   link::FrameDecoder decoder_;
   std::unique_ptr<link::StreamMux> mux_;

@@ -7,6 +7,7 @@
 #include "common/names.h"
 #include "daemon/api/status.h"
 #include "daemon/loop/channel.h"
+#include "daemon/mount/mount_spec.h"
 
 namespace cove::daemon::api {
 namespace {
@@ -75,6 +76,7 @@ absl::StatusOr<cove::v1::Machine> MachinesService::DoCreate(const std::string& n
   if (auto st = ValidateName(name); !st.ok()) return st;
   auto spec = NormalizeSpec(in, host_);
   if (!spec.ok()) return spec.status();
+  if (auto st = ResolveMounts(*spec, host_.user_home); !st.ok()) return st;
   // Quick existence check before hashing the image.
   auto exists = loop_.Call<bool>([this, name]() { return manager_.Find(name).ok(); });
   if (!exists.ok()) return exists.status();
@@ -219,10 +221,19 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       settings.autostart = req->autostart();
     } else if (path == "accel") {
       settings.accel = req->accel();
+    } else if (path == "mounts") {
+      // Resolved here, off the loop: it looks at the host's file system.
+      cove::v1::MachineSpec resolved;
+      *resolved.mutable_mounts() = req->mounts();
+      resolved.set_no_mounts(req->no_mounts());
+      if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) return ToGrpc(st);
+      settings.mounts = resolved.mounts();
+      settings.no_mounts = resolved.no_mounts();
     } else {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "unknown setting '" + path +
-                              "' in update_mask; use port_rules, restart, autostart or accel");
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "unknown setting '" + path +
+              "' in update_mask; use port_rules, restart, autostart, accel or mounts");
     }
   }
   return ChangeMachine(

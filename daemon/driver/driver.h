@@ -21,6 +21,25 @@
 
 namespace cove::daemon {
 
+// A host directory the hypervisor shares with the guest under `tag`.
+struct SharedDir {
+  std::string tag;
+  std::string host_path;
+  bool read_only = false;
+  cove::v1::MountType type = cove::v1::MOUNT_TYPE_9P;  // never AUTO
+  // virtiofs through a vhost-user daemon (QEMU): the socket it serves.
+  std::string vhost_user_socket;
+};
+
+// Which mount transports a driver offers.
+struct MountSupport {
+  // virtiofs by the hypervisor itself (vz).
+  bool virtiofs_builtin = false;
+  // virtiofs through an external vhost-user daemon, virtiofsd (QEMU on Linux).
+  bool virtiofs_vhost_user = false;
+  bool ninep = false;
+};
+
 // Everything a driver needs to run one machine. Paths are absolute.
 struct LaunchSpec {
   std::string name;
@@ -44,6 +63,7 @@ struct LaunchSpec {
   // benchmarks that compare cove's forwards with QEMU's own on the same VM
   // (COVE_BENCH_HOSTFWD, see bench/ports.sh). Empty in normal use.
   std::vector<std::string> user_net_hostfwds;
+  std::vector<SharedDir> shares;
 };
 
 // How a hypervisor process ended.
@@ -98,6 +118,7 @@ class VmInstance {
 class Driver {
  public:
   virtual ~Driver() = default;
+  virtual MountSupport mount_support() const = 0;
   // Makes the machine's disk: a copy-on-write overlay over `base_image` (raw)
   // of `size_bytes`. Blocking; short.
   virtual absl::Status CreateDisk(const std::string& base_image, const std::string& disk,

@@ -42,7 +42,15 @@ Machine::Machine(MachineEnv& env, cove::v1::Machine record)
       start_deadline_(env.loop),
       stop_step_(env.loop),
       restart_timer_(env.loop),
-      life_check_(env.loop) {}
+      life_check_(env.loop) {
+  mounts_ = std::make_unique<MountSet>(
+      MountSet::Env{.loop = env_.loop,
+                    .machine = record_.name(),
+                    .dir = record_.dir(),
+                    .support = env_.driver.mount_support(),
+                    .agent = [this]() { return agent_.get(); }},
+      [this](const cove::v1::MountInfo& mount) { OnMountChanged(mount); });
+}
 
 Machine::~Machine() {
   CloseSocketForwards();
@@ -93,6 +101,17 @@ absl::Status Machine::ChangeSettings(const Settings& settings) {
       spec.set_max_restarts(settings.restart->second);
     }
     if (settings.autostart) spec.set_autostart(*settings.autostart);
+    if (settings.mounts || settings.no_mounts) {
+      if (state() != cove::v1::MACHINE_STATE_STOPPED && state() != cove::v1::MACHINE_STATE_ERROR) {
+        return absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is ",
+                                                          StateName(state()),
+                                                          "; its mounts change only while it is "
+                                                          "stopped: `cove stop ",
+                                                          name(), "` first"));
+      }
+      if (settings.mounts) *spec.mutable_mounts() = *settings.mounts;
+      if (settings.no_mounts) spec.set_no_mounts(*settings.no_mounts);
+    }
     if (settings.accel) {
       if (auto st = CheckAccel(spec.arch(), *settings.accel, HostResources::Probe(record_.dir()));
           !st.ok()) {
@@ -206,6 +225,13 @@ void Machine::StartAgentLink() {
               [this](uint32_t id, const cove::agent::v1::StreamOpen& what) {
                 return OnGuestOpen(id, what);
               },
+          .on_mount_status =
+              [this](const cove::agent::v1::MountStatus& status) {
+                mounts_->OnMountStatus(status);
+                MaybeBecomeRunning();
+              },
+          .on_watched_dirs =
+              [this](const cove::agent::v1::WatchedDirs& dirs) { mounts_->OnWatchedDirs(dirs); },
       });
   std::vector<cove::agent::v1::ReverseSocket> reverse;
   for (const auto& r : record_.spec().reverse_sockets()) {
@@ -214,7 +240,9 @@ void Machine::StartAgentLink() {
     rs.set_guest_path(r.guest_path());
     reverse.push_back(std::move(rs));
   }
-  agent_->Configure(WantedServices(), std::move(reverse));
+  agent_->Configure({.services = WantedServices(),
+                     .reverse_sockets = std::move(reverse),
+                     .mounts = mounts_->GuestMounts()});
   agent_->Start();
 }
 
@@ -270,10 +298,10 @@ void Machine::OnServiceStatus(const cove::agent::v1::ServiceStatus& status) {
     spdlog::warn("{}: guest service {} {}; the agent restarts it", name(), status.name(),
                  status.last_exit());
   }
-  if (state() == cove::v1::MACHINE_STATE_STARTING && agent_ && agent_->ready() &&
-      status.name() == RuntimeService() &&
+  if (status.name() == RuntimeService() &&
       status.state() == cove::agent::v1::ServiceStatus::READY) {
-    BecomeRunning();
+    runtime_ready_ = true;
+    MaybeBecomeRunning();
   }
 }
 
@@ -335,6 +363,7 @@ cove::v1::Machine Machine::view() const {
   if (auto report = env_.accel.Report(record_.spec().arch()); report && report->ok()) {
     for (const auto& v : (*report)->verdicts) *out.add_accel_verdicts() = qemu::ToProto(v);
   }
+  for (auto& m : mounts_->View()) *out.add_mounts() = std::move(m);
   if (ports_) {
     out.clear_forwards();
     for (auto& f : ports_->List()) *out.add_forwards() = std::move(f);
@@ -424,6 +453,7 @@ void Machine::OnVmExit(const VmExit& exit) {
   }
   record_.set_pid(0);
   record_.clear_guest();
+  mounts_->Release();
   RemoveRunFiles();
   life_check_.Stop();
   const std::string fallback = std::exchange(accel_fallback_, "");
@@ -472,7 +502,10 @@ void Machine::Adopt() {
   }
   if (s != cove::v1::MACHINE_STATE_RUNNING && s != cove::v1::MACHINE_STATE_STARTING &&
       s != cove::v1::MACHINE_STATE_STOPPING) {
-    if (record_.has_spec()) RemoveRunFiles();  // left by a crash
+    if (record_.has_spec()) {  // left by a crash
+      mounts_->Release();
+      RemoveRunFiles();
+    }
     return;
   }
   const int pid = record_.pid();
@@ -482,6 +515,7 @@ void Machine::Adopt() {
   if (!vm.ok()) {
     record_.set_pid(0);
     record_.clear_guest();
+    mounts_->Release();
     RemoveRunFiles();
     SetState(
         cove::v1::MACHINE_STATE_STOPPED,
@@ -490,6 +524,7 @@ void Machine::Adopt() {
   }
   vm_ = *std::move(vm);
   record_.clear_guest();  // until the agent says hello again
+  mounts_->Adopt();
   spdlog::info("{}: re-adopted qemu pid {}", name(), pid);
   // Connections wait for the agent session to come back.
   if (s == cove::v1::MACHINE_STATE_RUNNING) OpenSocketForwards();

@@ -32,6 +32,7 @@
 #include "daemon/machine/accel_resolver.h"
 #include "daemon/machine/event_bus.h"
 #include "daemon/machine/exec_session.h"
+#include "daemon/mount/mount_set.h"
 #include "daemon/store/machine_store.h"
 
 namespace cove::daemon {
@@ -90,6 +91,9 @@ class Machine {
     std::optional<std::pair<cove::v1::RestartPolicy, uint32_t>> restart;  // policy, limit
     std::optional<bool> autostart;
     std::optional<cove::v1::Accel> accel;  // applies at the next start
+    // Resolved already (ResolveMounts); only while stopped.
+    std::optional<google::protobuf::RepeatedPtrField<cove::v1::Mount>> mounts;
+    std::optional<bool> no_mounts;
   };
   absl::Status ChangeSettings(const Settings& settings);
   absl::Status AddStaticForward(const cove::v1::StaticForward& forward);
@@ -133,8 +137,11 @@ class Machine {
   void OnHello(const cove::agent::v1::Hello& hello);
   void OnServiceStatus(const cove::agent::v1::ServiceStatus& status);
   std::optional<StreamCallbacks> OnGuestOpen(uint32_t id, const cove::agent::v1::StreamOpen& what);
-  // The runtime answers: the machine is running (from starting).
+  // The runtime answers and every mount is in place: the machine is running
+  // (from starting). A failed mount fails the start.
+  void MaybeBecomeRunning();
   void BecomeRunning();
+  void OnMountChanged(const cove::v1::MountInfo& mount);
   // The guest services coved asks the agent for, by runtime.
   std::vector<std::string> WantedServices() const;
   // The service whose readiness means "running".
@@ -164,6 +171,7 @@ class Machine {
   std::unique_ptr<AgentLink> agent_;
   std::vector<std::unique_ptr<SocketForward>> socket_forwards_;
   std::unique_ptr<PortForwarder> ports_;
+  std::unique_ptr<MountSet> mounts_;
   // The agent's last listener set of this boot, kept for when ports_ opens.
   cove::agent::v1::Listeners listeners_;
   std::map<uint32_t, std::shared_ptr<ExecSession>> execs_;  // by stdout stream id
@@ -187,6 +195,8 @@ class Machine {
   bool accel_on_trial_ = false;
   // The agent said hello during this boot.
   bool guest_seen_ = false;
+  // The container runtime reported ready during this start.
+  bool runtime_ready_ = false;
   // Set while qemu is being killed to boot again under tcg: why.
   std::string accel_fallback_;
   // Why qemu was killed when it could no longer run the guest.

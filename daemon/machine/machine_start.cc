@@ -241,9 +241,13 @@ void Machine::Boot(cove::v1::Accel accel, const std::string& cpu, bool on_trial,
   start_progress_(cove::v1::START_PHASE_BOOTING,
                   absl::StrCat("qemu ", spec.arch, ", ", AccelName(accel), ", ", spec.cpus,
                                " CPUs, ", FormatSize(spec.memory_bytes)));
+  if (auto st = mounts_->PrepareLaunch(record_.spec().mounts(), spec); !st.ok()) {
+    return FailStart(std::string(st.message()));
+  }
   launch_ms_ = SteadyNowMs();
   accel_on_trial_ = on_trial;
   guest_seen_ = false;
+  runtime_ready_ = false;
   auto vm = env_.driver.Launch(spec, MakeVmCallbacks());
   if (!vm.ok()) return FailStart(std::string(vm.status().message()));
   vm_ = *std::move(vm);
@@ -315,6 +319,31 @@ bool Machine::ExitConvictsAccel(const VmExit& exit) const {
   const std::string reason = absl::AsciiStrToLower(exit.reason);
   return absl::StrContains(reason, AccelName(record_.accel_in_use())) ||
          absl::StrContains(reason, "rebooted");
+}
+
+void Machine::MaybeBecomeRunning() {
+  if (state() != cove::v1::MACHINE_STATE_STARTING || !agent_ || !agent_->ready()) return;
+  const std::optional<absl::Status> mounted = mounts_->Readiness();
+  if (mounted.has_value() && !mounted->ok()) return FailStart(std::string(mounted->message()));
+  if (runtime_ready_ && mounted.has_value()) BecomeRunning();
+}
+
+void Machine::OnMountChanged(const cove::v1::MountInfo& mount) {
+  if (state() == cove::v1::MACHINE_STATE_STARTING) {
+    return MaybeBecomeRunning();  // a failure fails the start, naming the mount
+  }
+  cove::v1::Event event;
+  event.set_kind(cove::v1::EVENT_KIND_MOUNT_CHANGED);
+  event.set_machine_name(name());
+  *event.mutable_machine() = view();
+  *event.mutable_mount() = mount;
+  event.set_message(
+      absl::StrCat(mount.mount().host_path(), " at ", mount.mount().guest_path(), ": ",
+                   mount.state() == cove::v1::MOUNT_STATE_MOUNTED     ? "mounted"
+                   : mount.state() == cove::v1::MOUNT_STATE_HOST_GONE ? "host directory gone"
+                                                                      : "failed",
+                   mount.error().empty() ? "" : ": ", mount.error()));
+  env_.events.Publish(std::move(event));
 }
 
 void Machine::BecomeRunning() {

@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <set>
 #include <thread>
 
@@ -25,6 +26,9 @@ HostResources HostResources::Probe(const std::string& home) {
     h.disk_bytes = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
   }
   h.arch = HostArch();
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') {
+    h.user_home = home;
+  }
 #if defined(__APPLE__)
   h.macos = true;
 #endif

@@ -16,6 +16,8 @@ struct HostResources {
   uint64_t disk_bytes = 0;  // size of the filesystem holding COVE_HOME
   std::string arch;         // "x86_64" / "aarch64"
   bool macos = false;
+  // The user's home directory ($HOME): the default mount.
+  std::string user_home;
 
   static HostResources Probe(const std::string& home);
 };

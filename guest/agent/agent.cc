@@ -128,7 +128,15 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
     }
     supervisor_.Tick(NowMs());
     session.streams.Sweep();
+    mounts_.Tick(NowMs());
     if (session.greeted) ReportListeners(session, false);
+    // The listeners see every process event, also those drained while they
+    // poll fast; the mounts' scan follows the same events.
+    if (listeners_.last_process_event_ms() != process_event_ms_) {
+      process_event_ms_ = listeners_.last_process_event_ms();
+      mounts_.OnProcessEvents(process_event_ms_);
+    }
+    if (session.greeted) ReportWatchedDirs(session, false);
     Pump(conn, session);
   }
   if (session.greeted) {
@@ -172,6 +180,7 @@ int Agent::PollTimeoutMs(const Session* session) const {
   if (next != INT64_MAX) timeout = std::min<int64_t>(timeout, next - now);
   if (session != nullptr && session->greeted) {
     timeout = std::min<int64_t>(timeout, listeners_.next_due_ms() - now);
+    timeout = std::min<int64_t>(timeout, mounts_.NextDueMs() - now);
   }
   return static_cast<int>(std::clamp<int64_t>(timeout, 0, kMaxPollMs));
 }
@@ -187,9 +196,14 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   for (int fd : pidfds) fds.push_back({fd, POLLIN, 0});
   const size_t first_stream_fd = fds.size();
   session.streams.CollectPollFds(fds);
-  // Process events, last: they only make the listener polling faster.
+  // Process events: they only make the listener polling and the watched
+  // directory scans come sooner.
   const int events_fd = session.greeted ? listeners_.PollFd(NowMs()) : -1;
   if (events_fd >= 0) fds.push_back({events_fd, POLLIN, 0});
+  const int events_index = static_cast<int>(fds.size()) - 1;
+  // Guest writes to cove mounts, for echo suppression.
+  const int writes_fd = mounts_.PollFd(NowMs());
+  if (writes_fd >= 0) fds.push_back({writes_fd, POLLIN, 0});
   int n = poll(fds.data(), fds.size(), PollTimeoutMs(&session));
   if (n < 0) {
     if (errno == EINTR) return true;
@@ -203,7 +217,10 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
     if (fds[i].revents & POLLIN) supervisor_.OnPidfdReady(fds[i].fd, NowMs());
   }
   session.streams.Dispatch(fds, first_stream_fd);
-  if (events_fd >= 0 && (fds.back().revents & POLLIN)) listeners_.OnProcessEvents(NowMs());
+  if (events_fd >= 0 && (fds[events_index].revents & POLLIN)) {
+    listeners_.OnProcessEvents(NowMs());
+  }
+  if (writes_fd >= 0 && (fds.back().revents & POLLIN)) mounts_.OnGuestWrites(NowMs());
   const short revents = fds[0].revents;
   if (revents & POLLIN) {
     // Read before acting on POLLHUP: a peer that closed may have left data.
@@ -240,6 +257,14 @@ void Agent::ReportListeners(Session& session, bool force) {
     item->set_v6only(l.v6only);
   }
   Send(session, msg);
+}
+
+void Agent::ReportWatchedDirs(Session& session, bool force) {
+  for (v1::WatchedDirs& dirs : mounts_.TakeWatchedDirs(NowMs(), force)) {
+    v1::GuestToHost msg;
+    *msg.mutable_watched_dirs() = std::move(dirs);
+    Send(session, msg);
+  }
 }
 
 void Agent::ReapChildren(Session* session) {
@@ -294,6 +319,9 @@ void Agent::HandleControl(const std::string& payload, Session& session) {
     case v1::HostToGuest::kClockSync:
       CorrectClock(message.clock_sync().host_time_unix_ms());
       break;
+    case v1::HostToGuest::kHostChanges:
+      mounts_.OnHostChanges(message.host_changes());
+      break;
     case v1::HostToGuest::MSG_NOT_SET:
       // A newer host's message kind: its field is unknown to this agent.
       Log("ignoring an unknown control message (%zu bytes)", payload.size());
@@ -322,11 +350,19 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
     session.greeted = true;
     session.next_heartbeat_ms = NowMs() + options_.heartbeat_ms;
   }
+  // Mounts first: services (and their containers) may use the directories.
+  for (v1::MountStatus& status :
+       mounts_.Apply(std::vector<v1::GuestMount>(hello.mounts().begin(), hello.mounts().end()))) {
+    v1::GuestToHost msg;
+    *msg.mutable_mount_status() = std::move(status);
+    Send(session, msg);
+  }
   session.streams.SetReverseSockets(std::vector<v1::ReverseSocket>(hello.reverse_sockets().begin(),
                                                                    hello.reverse_sockets().end()));
   // The host's view of the services and listeners is rebuilt from scratch
   // each session.
   if (first) ReportListeners(session, true);
+  if (first) ReportWatchedDirs(session, true);
   if (first) {
     for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
       v1::GuestToHost msg;

@@ -1,7 +1,8 @@
 // The agent's session loop: keeps a link to coved open for the life of the
 // guest, answers the control protocol on stream 0, serves byte streams (exec,
 // socket connections, reverse forwards) through a StreamMux, supervises the
-// container runtime, and reconnects whenever the host goes away.
+// container runtime, mounts the host directories HostHello lists, and
+// reconnects whenever the host goes away.
 //
 // Threading: one thread, one poll() loop; every wait is bounded (at most
 // kMaxPollMs), so the loop also notices a stop request promptly.
@@ -16,6 +17,7 @@
 #include "guest/agent/control.h"
 #include "guest/agent/link_connection.h"
 #include "guest/agent/listeners.h"
+#include "guest/agent/mounts.h"
 #include "guest/agent/port.h"
 #include "guest/agent/services.h"
 #include "guest/agent/streams.h"
@@ -61,7 +63,7 @@ class Agent {
     explicit Session(Agent& agent);
     link::StreamMux mux;
     StreamTable streams;
-    bool greeted = false;  // a HostHello arrived on this connection
+    bool greeted = false;       // a HostHello arrived on this connection
     uint64_t host_session = 0;  // the session it named
     int64_t next_heartbeat_ms = 0;
     bool shutdown_requested = false;
@@ -87,6 +89,9 @@ class Agent {
   // Lists the guest's listeners when due (or `force`) and sends them when
   // they changed (or `force`), for automatic port forwarding.
   void ReportListeners(Session& session, bool force);
+  // Scans for watched directories in cove mounts when due (or `force`) and
+  // sends the sets that changed (all with `force`).
+  void ReportWatchedDirs(Session& session, bool force);
 
   // Sleeps the current backoff, still supervising; false when stop_fd fired.
   bool SleepBackoff();
@@ -101,9 +106,12 @@ class Agent {
   int child_fd_;
   Supervisor supervisor_;
   ListenerWatcher listeners_;
+  CoveMounts mounts_;           // mounts outlive sessions: they last for the boot
   Session* current_ = nullptr;  // the live session, if any
   uint64_t heartbeat_seq_ = 0;
   int backoff_ms_ = kInitialBackoffMs;
+  // The last process event handed to mounts_.
+  int64_t process_event_ms_ = 0;
   std::string last_problem_;
 };
 

@@ -89,14 +89,13 @@ bool ListenerWatcher::Dump(int family, ListenerInfo::Proto proto, std::vector<Li
       // IPv6 sockets carry INET_DIAG_SKV6ONLY whether asked for or not.
       bool v6only = false;
       int attrs = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-      for (auto* a = reinterpret_cast<rtattr*>(const_cast<inet_diag_msg*>(m) + 1);
-           RTA_OK(a, attrs); a = RTA_NEXT(a, attrs)) {
+      for (auto* a = reinterpret_cast<rtattr*>(const_cast<inet_diag_msg*>(m) + 1); RTA_OK(a, attrs);
+           a = RTA_NEXT(a, attrs)) {
         if (a->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(a) >= 1) {
           v6only = *static_cast<const uint8_t*>(RTA_DATA(a)) != 0;
         }
       }
-      out.push_back(
-          ListenerInfo{proto, Literal(m->idiag_family, m->id.idiag_src), port, v6only});
+      out.push_back(ListenerInfo{proto, Literal(m->idiag_family, m->id.idiag_src), port, v6only});
     }
   }
 }
@@ -134,23 +133,31 @@ int ListenerWatcher::PollFd(int64_t now_ms) const {
   return events_.valid() && !Fast(now_ms) ? events_.get() : -1;
 }
 
-void ListenerWatcher::DrainProcessEvents() {
-  if (!events_.valid()) return;
+bool ListenerWatcher::DrainProcessEvents() {
+  if (!events_.valid()) return false;
   alignas(nlmsghdr) static char buf[16 * 1024];  // the agent is single-threaded
+  bool any = false;
   // ENOBUFS (events dropped while nobody read) is as good as an event.
   while (recv(events_.get(), buf, sizeof(buf), 0) > 0 || errno == ENOBUFS || errno == EINTR) {
+    any = true;
   }
+  return any;
 }
 
 void ListenerWatcher::OnProcessEvents(int64_t now_ms) {
   DrainProcessEvents();
+  last_event_ms_ = now_ms;
   fast_until_ms_ = now_ms + kFastWindowMs;
   next_due_ms_ = std::min(next_due_ms_, now_ms + kFastPollMs);
 }
 
 bool ListenerWatcher::Refresh(int64_t now_ms, bool force) {
   if (!force && now_ms < next_due_ms_) return false;
-  if (Fast(now_ms)) DrainProcessEvents();  // not polled while fast: keep it empty
+  // Not polled while fast: drained here, and events seen here keep it fast.
+  if (Fast(now_ms) && DrainProcessEvents()) {
+    last_event_ms_ = now_ms;
+    fast_until_ms_ = now_ms + kFastWindowMs;
+  }
   next_due_ms_ = now_ms + (Fast(now_ms) ? kFastPollMs : kIdlePollMs);
   std::vector<ListenerInfo> found;
   for (auto proto : {ListenerInfo::Proto::kTcp, ListenerInfo::Proto::kUdp}) {

@@ -49,6 +49,10 @@ class ListenerWatcher {
   int PollFd(int64_t now_ms) const;
   // The process-event fd is readable: drain it and poll fast for a while.
   void OnProcessEvents(int64_t now_ms);
+  // When processes last started or exited, as far as seen (also while
+  // polling fast, when events are drained without waking the loop); 0 if
+  // never. Others that follow process events (the mounts' scan) read it.
+  int64_t last_process_event_ms() const { return last_event_ms_; }
 
   // The current listeners, sorted and without duplicates (a socket bound to
   // :: with both families shows once per family it was dumped for).
@@ -68,12 +72,14 @@ class ListenerWatcher {
             std::string& error);
 
  private:
-  void DrainProcessEvents();
+  // True when there was something to drain.
+  bool DrainProcessEvents();
   bool Fast(int64_t now_ms) const { return !events_.valid() || now_ms < fast_until_ms_; }
 
   UniqueFd sock_;
   UniqueFd events_;  // NETLINK_CONNECTOR, proc events
   int64_t fast_until_ms_ = 0;
+  int64_t last_event_ms_ = 0;
   std::vector<ListenerInfo> listeners_;
   uint64_t generation_ = 0;
   int64_t next_due_ms_ = 0;

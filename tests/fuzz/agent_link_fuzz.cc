@@ -123,7 +123,7 @@ class Harness {
     pb::ReverseSocket docker;
     docker.set_name("docker");
     docker.set_guest_path("/run/docker.sock");
-    link_->Configure({"containerd", "buildkitd"}, {docker});
+    link_->Configure({.services = {"containerd", "buildkitd"}, .reverse_sockets = {docker}});
     link_->Start();
   }
 

@@ -94,7 +94,7 @@ grep -q "kvm unusable here: " <<<"$out" || fail "m3's error does not name the ac
 grep -q "cove set m3 --accel auto" <<<"$out" || fail "m3's error gives no way out: $out"
 ! grep -q "accel fallback" <<<"$out" || fail "m3 fell back: $out"
 [ "$(machine_field m3 .state)" = error ] || fail "m3 state: $(machine_field m3 .state)"
-wait_for 10 "m3's qemu to go" test -z "$(pgrep -f "qemu-system.*$COVE_HOME/machines/m3/" || true)"
+wait_for 10 "m3's qemu to go" eval '[ -z "$(pgrep -f "qemu-system.*$COVE_HOME/machines/m3/")" ]'
 
 log "cove set --accel auto is the way out"
 expect_fail "unknown accelerator" cove set m3 --accel fast

@@ -1,5 +1,6 @@
 #include "daemon/driver/qemu/qemu_argv.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
@@ -52,7 +53,16 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   }
   add({"-machine", arm ? "virt" : "q35"});
   add({"-smp", std::to_string(spec.cpus)});
-  add({"-m", absl::StrCat(spec.memory_bytes / (1024 * 1024), "M")});
+  const std::string memory = absl::StrCat(spec.memory_bytes / (1024 * 1024), "M");
+  add({"-m", memory});
+  const bool virtiofs = std::any_of(spec.shares.begin(), spec.shares.end(), [](const SharedDir& s) {
+    return s.type == cove::v1::MOUNT_TYPE_VIRTIOFS;
+  });
+  if (virtiofs) {
+    // vhost-user devices need guest memory that virtiofsd can map too.
+    add({"-object", absl::StrCat("memory-backend-memfd,id=mem,size=", memory, ",share=on"), "-numa",
+         "node,memdev=mem"});
+  }
 
   // Direct kernel boot: no bootloader, no firmware menus.
   add({"-kernel", spec.kernel, "-initrd", spec.initrd, "-append", spec.cmdline});
@@ -67,6 +77,26 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   add({"-netdev", netdev});
   add({"-device", absl::StrCat("virtio-net-pci,netdev=", kUserNetId)});
   add({"-device", "virtio-rng-pci"});
+
+  for (size_t i = 0; i < spec.shares.size(); ++i) {
+    const SharedDir& share = spec.shares[i];
+    const std::string id = absl::StrCat("fs", i);
+    if (share.type == cove::v1::MOUNT_TYPE_VIRTIOFS) {
+      add({"-chardev",
+           absl::StrCat("socket,id=", id, ",path=", EscapeOptionValue(share.vhost_user_socket))});
+      add({"-device",
+           absl::StrCat("vhost-user-fs-pci,queue-size=1024,chardev=", id, ",tag=", share.tag)});
+    } else {
+      // security_model=none: qemu, running as the user, makes files the
+      // user's; guest chown is accepted and changes nothing. Real symlinks
+      // stay symlinks (the mapped models would store them as files).
+      // multidevs=remap keeps inode numbers unique across host file systems.
+      add({"-fsdev", absl::StrCat("local,id=", id, ",path=", EscapeOptionValue(share.host_path),
+                                  ",security_model=none,multidevs=remap",
+                                  share.read_only ? ",readonly=on" : "")});
+      add({"-device", absl::StrCat("virtio-9p-pci,fsdev=", id, ",mount_tag=", share.tag)});
+    }
+  }
 
   // The agent link: qemu listens, coved connects (and reconnects after a
   // restart of coved, which is what makes re-adoption possible).

@@ -14,6 +14,16 @@ class QemuDriver : public Driver {
  public:
   explicit QemuDriver(EventLoop& loop) : loop_(loop) {}
 
+  // 9p everywhere (-virtfs); virtiofs through virtiofsd where vhost-user
+  // exists (Linux hosts).
+  MountSupport mount_support() const override {
+#if defined(__linux__)
+    return {.virtiofs_builtin = false, .virtiofs_vhost_user = true, .ninep = true};
+#else
+    return {.virtiofs_builtin = false, .virtiofs_vhost_user = false, .ninep = true};
+#endif
+  }
+
   absl::Status CreateDisk(const std::string& base_image, const std::string& disk,
                           uint64_t size_bytes) override;
   absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <optional>
@@ -475,6 +476,47 @@ TEST_CASE("a UDP stream carries datagrams both ways", "[agent][session][ports]")
   }
   CHECK(got == std::string("\0\6pong!!", 8));
   close(server);
+}
+
+TEST_CASE("a mount of a tag that no device has is answered with mounted=false and why",
+          "[agent][session][mounts]") {
+  char tmpl[] = "/tmp/cove-agent-mount-test.XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::system(("rm -rf '" + dir + "'").c_str()); }
+  } cleanup{dir};
+
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  INFO(host.last_error());
+  REQUIRE(host.Accept(kTimeoutMs));
+  ExpectHello(host, agent, 0);
+  v1::HostToGuest hello = HostHello(5);
+  v1::GuestMount* mount = hello.mutable_host_hello()->add_mounts();
+  mount->set_tag("cove-test-no-such-tag");
+  mount->set_guest_path(dir + "/home/u");
+  mount->set_type(v1::GuestMount::VIRTIOFS);
+  // Every HostHello is answered for every mount, the same way.
+  for (int round = 0; round < 2; ++round) {
+    host.Send(hello);
+    auto status = host.ReadUntil(GuestToHost::kMountStatus, kTimeoutMs);
+    REQUIRE(status);
+    CHECK(status->mount_status().tag() == "cove-test-no-such-tag");
+    CHECK_FALSE(status->mount_status().mounted());
+    // ENODEV, EINVAL, or EPERM when not root: the kernel's word, and where.
+    CHECK_THAT(status->mount_status().error(),
+               Catch::StartsWith("mount virtiofs cove-test-no-such-tag on " + dir + "/home/u: "));
+  }
+  // The link is fine, and a mount not made has no watched directories.
+  host.Send(HostHello(5));
+  while (true) {
+    auto next = host.ReadControl(kTimeoutMs);
+    REQUIRE(next);
+    CHECK_FALSE(next->has_watched_dirs());
+    if (next->has_hello()) break;
+  }
 }
 
 }  // namespace cove::agent::test

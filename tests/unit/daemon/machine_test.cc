@@ -40,6 +40,7 @@ class FakeInstance : public VmInstance {
 
 class FakeDriver : public Driver {
  public:
+  MountSupport mount_support() const override { return {.ninep = true}; }
   absl::Status CreateDisk(const std::string&, const std::string& disk, uint64_t) override {
     cove::testing::WriteText(disk, "qcow2");
     return absl::OkStatus();
