@@ -1,11 +1,13 @@
 // cove ports, cove forward add|rm, cove set: a machine's port forwards.
 #include <iostream>
 #include <optional>
+#include <tuple>
 
 #include "client/commands.h"
 #include "client/output.h"
 #include "client/port_flags.h"
 #include "client/spec_flags.h"
+#include "common/sizes.h"
 
 namespace cove::client {
 namespace {
@@ -102,7 +104,9 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "set", "Change a machine's settings: port rules, restart, autostart, accelerator");
   struct Flags {
-    std::string name, restart, accel, mount_type;
+    std::string name, restart, accel, mount_type, memory, disk;
+    unsigned cpus = 0;
+    CLI::Option* cpus_option = nullptr;
     std::vector<std::string> mounts;
     std::vector<std::string> rules;
     bool clear = false;
@@ -122,12 +126,16 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
                   "Replace the mounts of a stopped machine: HOST[:GUEST][:ro], repeatable, or "
                   "none (see `cove create --help`)");
   cmd->add_option("--mount-type", f->mount_type, "auto, virtiofs or 9p, for the --mount flags");
+  f->cpus_option = cmd->add_option("--cpus", f->cpus, "Virtual CPUs, from the next start");
+  cmd->add_option("--memory", f->memory, "Memory, e.g. 4GiB, from the next start");
+  cmd->add_option("--disk", f->disk, "Grow the disk, e.g. 40GiB (never shrinks)");
   cmd->callback([&ctx, &exit_code, f]() {
     if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart && f->accel.empty() &&
-        f->mounts.empty()) {
+        f->mounts.empty() && f->cpus_option->count() == 0 && f->memory.empty() && f->disk.empty()) {
       exit_code = Context::Fail(absl::InvalidArgumentError(
           "nothing to set: give --port-rule RULE (repeatable), --clear-port-rules, "
-          "--restart POLICY, --[no-]autostart, --accel ACCEL or --mount MOUNT"));
+          "--restart POLICY, --[no-]autostart, --accel ACCEL, --mount MOUNT, --cpus N, "
+          "--memory SIZE or --disk SIZE"));
       return;
     }
     if (!f->mount_type.empty() && f->mounts.empty()) {
@@ -165,6 +173,30 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       req.add_update_mask("autostart");
       req.set_autostart(*f->autostart);
     }
+    if (f->cpus_option->count() > 0) {
+      if (f->cpus == 0) {
+        exit_code =
+            Context::Fail(absl::InvalidArgumentError("--cpus 0: a machine needs at least 1 CPU"));
+        return;
+      }
+      req.add_update_mask("cpus");
+      req.set_cpus(f->cpus);
+    }
+    for (auto [flag, text, field] :
+         {std::tuple{"--memory", &f->memory, "memory"}, std::tuple{"--disk", &f->disk, "disk"}}) {
+      if (text->empty()) continue;
+      auto size = ParseSize(*text, flag);
+      if (!size.ok()) {
+        exit_code = Context::Fail(size.status());
+        return;
+      }
+      req.add_update_mask(field);
+      if (std::string(field) == "memory") {
+        req.set_memory_bytes(*size);
+      } else {
+        req.set_disk_bytes(*size);
+      }
+    }
     if (!f->mounts.empty()) {
       bool none = false;
       if (auto st = ParseMounts(f->mounts, f->mount_type, req.mutable_mounts(), &none); !st.ok()) {
@@ -190,8 +222,9 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       return;
     }
     const auto& spec = m.spec();
-    std::cout << m.name() << ": " << spec.port_rules_size() << " port rule"
-              << (spec.port_rules_size() == 1 ? "" : "s") << ", restart "
+    std::cout << m.name() << ": " << spec.cpus() << " CPUs, " << FormatSize(spec.memory_bytes())
+              << " memory, " << FormatSize(spec.disk_bytes()) << " disk, " << spec.port_rules_size()
+              << " port rule" << (spec.port_rules_size() == 1 ? "" : "s") << ", restart "
               << (spec.restart() == cove::v1::RESTART_POLICY_ON_FAILURE
                       ? "on-failure:" + std::to_string(spec.max_restarts())
                       : std::string("never"))

@@ -32,6 +32,8 @@ std::string EventKindName(cove::v1::EventKind kind) {
       return "accel-fallback";
     case cove::v1::EVENT_KIND_MOUNT_CHANGED:
       return "mount";
+    case cove::v1::EVENT_KIND_MACHINE_UPDATED:
+      return "updated";
     default:
       return "unknown";
   }

@@ -109,11 +109,13 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
                                     grpc::ServerWriter<cove::v1::StartMachineResponse>* writer) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   if (auto st = ValidateName(req->name()); !st.ok()) return ToGrpc(st);
+  bool created = false;
   if (req->create_if_missing()) {
     auto exists =
         loop_.Call<bool>([this, name = req->name()]() { return manager_.Find(name).ok(); });
     if (!exists.ok()) return ToGrpc(exists.status());
     if (!*exists) {
+      created = true;
       cove::v1::StartMachineResponse r;
       r.set_phase(cove::v1::START_PHASE_CREATING);
       r.set_message("creating machine '" + req->name() + "'");
@@ -126,9 +128,21 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
   }
   const uint32_t timeout = req->timeout_seconds();
   const cove::v1::Runtime runtime = req->spec().runtime();
+  // Sizes given to the start of a machine that exists resize it first, as
+  // `colima start --memory` does (all or nothing; refused while it runs).
+  Machine::Settings sizes;
+  if (!created) {
+    if (req->spec().cpus() != 0) sizes.cpus = req->spec().cpus();
+    if (req->spec().memory_bytes() != 0) sizes.memory_bytes = req->spec().memory_bytes();
+    if (req->spec().disk_bytes() != 0) sizes.disk_bytes = req->spec().disk_bytes();
+  }
+  const bool resize = sizes.cpus || sizes.memory_bytes || sizes.disk_bytes;
   return StreamOperation<cove::v1::StartMachineResponse, cove::v1::StartPhase>(
       loop_, ctx, writer, manager_, req->name(),
-      [timeout, runtime](Machine* m, Machine::Progress p, Machine::Done d) {
+      [timeout, runtime, sizes, resize](Machine* m, Machine::Progress p, Machine::Done d) {
+        if (resize) {
+          if (auto st = m->ChangeSettings(sizes); !st.ok()) return d(st);
+        }
         if (runtime != cove::v1::RUNTIME_UNSPECIFIED) {
           if (auto st = m->SetRuntime(runtime); !st.ok()) return d(st);
         }
@@ -221,6 +235,12 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       settings.autostart = req->autostart();
     } else if (path == "accel") {
       settings.accel = req->accel();
+    } else if (path == "cpus") {
+      settings.cpus = req->cpus();
+    } else if (path == "memory") {
+      settings.memory_bytes = req->memory_bytes();
+    } else if (path == "disk") {
+      settings.disk_bytes = req->disk_bytes();
     } else if (path == "mounts") {
       // Resolved here, off the loop: it looks at the host's file system.
       cove::v1::MachineSpec resolved;
@@ -233,7 +253,8 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
           "unknown setting '" + path +
-              "' in update_mask; use port_rules, restart, autostart, accel or mounts");
+              "' in update_mask; use port_rules, restart, autostart, accel, mounts, cpus, "
+              "memory or disk");
     }
   }
   return ChangeMachine(

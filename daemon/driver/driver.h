@@ -123,6 +123,9 @@ class Driver {
   // of `size_bytes`. Blocking; short.
   virtual absl::Status CreateDisk(const std::string& base_image, const std::string& disk,
                                   uint64_t size_bytes) = 0;
+  // Grows a stopped machine's disk to `size_bytes` (never shrinks it); the
+  // guest grows its file system at the next boot. Blocking; short.
+  virtual absl::Status GrowDisk(const std::string& disk, uint64_t size_bytes) = 0;
   // Starts the hypervisor in its own session, so it outlives coved.
   virtual absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,
                                                              VmCallbacks callbacks) = 0;

@@ -76,53 +76,6 @@ absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
   return absl::OkStatus();
 }
 
-absl::Status Machine::ChangeSpec(
-    const std::function<absl::Status(cove::v1::MachineSpec&)>& change) {
-  if (!record_.has_spec()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' cannot be changed: ", record_.error()));
-  }
-  cove::v1::MachineSpec spec = record_.spec();
-  if (auto st = change(spec); !st.ok()) return st;
-  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
-  if (auto st = NormalizeRestart(spec); !st.ok()) return st;
-  *record_.mutable_spec() = std::move(spec);
-  Persist();
-  if (ports_) ports_->SetSpec(record_.spec());
-  if (record_.spec().restart() != cove::v1::RESTART_POLICY_ON_FAILURE) restart_timer_.Stop();
-  return absl::OkStatus();
-}
-
-absl::Status Machine::ChangeSettings(const Settings& settings) {
-  return ChangeSpec([this, &settings](cove::v1::MachineSpec& spec) {
-    if (settings.port_rules) *spec.mutable_port_rules() = *settings.port_rules;
-    if (settings.restart) {
-      spec.set_restart(settings.restart->first);
-      spec.set_max_restarts(settings.restart->second);
-    }
-    if (settings.autostart) spec.set_autostart(*settings.autostart);
-    if (settings.mounts || settings.no_mounts) {
-      if (state() != cove::v1::MACHINE_STATE_STOPPED && state() != cove::v1::MACHINE_STATE_ERROR) {
-        return absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is ",
-                                                          StateName(state()),
-                                                          "; its mounts change only while it is "
-                                                          "stopped: `cove stop ",
-                                                          name(), "` first"));
-      }
-      if (settings.mounts) *spec.mutable_mounts() = *settings.mounts;
-      if (settings.no_mounts) spec.set_no_mounts(*settings.no_mounts);
-    }
-    if (settings.accel) {
-      if (auto st = CheckAccel(spec.arch(), *settings.accel, HostResources::Probe(record_.dir()));
-          !st.ok()) {
-        return st;
-      }
-      spec.set_accel(*settings.accel);
-    }
-    return absl::OkStatus();
-  });
-}
-
 absl::Status Machine::AddStaticForward(const cove::v1::StaticForward& forward) {
   return ChangeSpec([&forward](cove::v1::MachineSpec& spec) {
     *spec.add_static_forwards() = forward;

@@ -94,6 +94,11 @@ class Machine {
     // Resolved already (ResolveMounts); only while stopped.
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::Mount>> mounts;
     std::optional<bool> no_mounts;
+    // Sizes, with the limits of create; only while stopped. The disk only
+    // grows.
+    std::optional<uint32_t> cpus;
+    std::optional<uint64_t> memory_bytes;
+    std::optional<uint64_t> disk_bytes;
   };
   absl::Status ChangeSettings(const Settings& settings);
   absl::Status AddStaticForward(const cove::v1::StaticForward& forward);
@@ -154,7 +159,14 @@ class Machine {
   // Applies `change` to a copy of the spec; keeps it if the port and
   // restart settings still check out, and re-decides the forwards of a
   // running machine.
-  absl::Status ChangeSpec(const std::function<absl::Status(cove::v1::MachineSpec&)>& change);
+  // `commit`, if given, runs once every check passed, before the new spec is
+  // kept (it may still refuse: nothing changes then).
+  absl::Status ChangeSpec(
+      const std::function<absl::Status(cove::v1::MachineSpec&)>& change,
+      const std::function<absl::Status(const cove::v1::MachineSpec&)>& commit = nullptr);
+  // FAILED_PRECONDITION unless the machine is stopped (or failed) with no
+  // hypervisor left: "its WHAT change only while it is stopped".
+  absl::Status RequireStopped(const std::string& what) const;
   void ReapExecs();
   void OnVmExit(const VmExit& exit);
   void FailStart(const std::string& why);

@@ -49,6 +49,27 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   if (!arch.ok()) return arch.status();
   spec.set_arch(*arch);
 
+  if (auto st = CheckSizes(spec, host); !st.ok()) return st;
+  if (spec.driver() != cove::v1::DRIVER_QEMU) {
+    return absl::InvalidArgumentError("only the qemu driver exists yet; the vz driver is coming");
+  }
+  if (auto st = CheckAccel(spec.arch(), spec.accel(), host); !st.ok()) return st;
+  if (spec.runtime() == cove::v1::RUNTIME_UNSPECIFIED)
+    spec.set_runtime(cove::v1::RUNTIME_CONTAINERD);
+  if (spec.runtime() != cove::v1::RUNTIME_CONTAINERD &&
+      spec.runtime() != cove::v1::RUNTIME_DOCKER) {
+    return absl::InvalidArgumentError("unknown runtime; use containerd or docker");
+  }
+  if (auto st = CheckReverseSockets(spec); !st.ok()) return st;
+  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
+  if (auto st = NormalizeRestart(spec); !st.ok()) return st;
+  return spec;
+}
+
+absl::Status CheckSizes(const cove::v1::MachineSpec& spec, const HostResources& host) {
+  if (spec.cpus() == 0) {
+    return absl::InvalidArgumentError("--cpus 0: a machine needs at least 1 CPU");
+  }
   if (spec.cpus() > host.cpus) {
     return absl::ResourceExhaustedError(
         absl::StrCat("--cpus ", spec.cpus(), " is more than this host's ", host.cpus, " CPUs"));
@@ -73,20 +94,7 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
         absl::StrCat("--disk ", FormatSize(spec.disk_bytes()), " is more than the ",
                      FormatSize(host.disk_bytes), " filesystem that holds the cove home"));
   }
-  if (spec.driver() != cove::v1::DRIVER_QEMU) {
-    return absl::InvalidArgumentError("only the qemu driver exists yet; the vz driver is coming");
-  }
-  if (auto st = CheckAccel(spec.arch(), spec.accel(), host); !st.ok()) return st;
-  if (spec.runtime() == cove::v1::RUNTIME_UNSPECIFIED)
-    spec.set_runtime(cove::v1::RUNTIME_CONTAINERD);
-  if (spec.runtime() != cove::v1::RUNTIME_CONTAINERD &&
-      spec.runtime() != cove::v1::RUNTIME_DOCKER) {
-    return absl::InvalidArgumentError("unknown runtime; use containerd or docker");
-  }
-  if (auto st = CheckReverseSockets(spec); !st.ok()) return st;
-  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
-  if (auto st = NormalizeRestart(spec); !st.ok()) return st;
-  return spec;
+  return absl::OkStatus();
 }
 
 absl::Status CheckAccel(const std::string& arch, cove::v1::Accel accel, const HostResources& host) {

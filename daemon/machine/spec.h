@@ -35,6 +35,11 @@ inline constexpr uint32_t kMaxRestarts = 100;
 absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec& in,
                                                     const HostResources& host);
 
+// The size limits of a filled-in spec: 1 CPU up to the host's, memory from
+// 256 MiB up to the host's, a disk from 1 GiB up to the file system that
+// holds the cove home.
+absl::Status CheckSizes(const cove::v1::MachineSpec& spec, const HostResources& host);
+
 // Whether `accel` can run an `arch` guest on this host at all (kvm only on
 // Linux, hvf only on macOS, either only for the host's own architecture).
 // AUTO and TCG always can.

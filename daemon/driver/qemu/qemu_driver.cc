@@ -36,6 +36,22 @@ absl::Status QemuDriver::CreateDisk(const std::string& base_image, const std::st
   return absl::OkStatus();
 }
 
+absl::Status QemuDriver::GrowDisk(const std::string& disk, uint64_t size_bytes) {
+  // The overlay's virtual size only: its backing image stays as it is.
+  auto result =
+      RunCommand({"qemu-img", "resize", "-q", "-f", "qcow2", disk, std::to_string(size_bytes)},
+                 std::chrono::seconds(30));
+  if (!result.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot run qemu-img (Debian: apt-get install qemu-utils): ", result.status().message()));
+  }
+  if (!result->ok()) {
+    return absl::InternalError(
+        absl::StrCat("qemu-img resize failed (", result->Describe(), "): ", result->output));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<VmInstance>> QemuDriver::Launch(const LaunchSpec& spec,
                                                                VmCallbacks callbacks) {
   auto qemu = FindInPath(QemuBinaryName(spec.arch));

@@ -26,6 +26,7 @@ class QemuDriver : public Driver {
 
   absl::Status CreateDisk(const std::string& base_image, const std::string& disk,
                           uint64_t size_bytes) override;
+  absl::Status GrowDisk(const std::string& disk, uint64_t size_bytes) override;
   absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,
                                                      VmCallbacks callbacks) override;
   absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec& spec, int pid,

@@ -41,6 +41,11 @@ class FakeInstance : public VmInstance {
 class FakeDriver : public Driver {
  public:
   MountSupport mount_support() const override { return {.ninep = true}; }
+  absl::Status GrowDisk(const std::string&, uint64_t size) override {
+    grown_to = size;
+    return absl::OkStatus();
+  }
+  uint64_t grown_to = 0;
   absl::Status CreateDisk(const std::string&, const std::string& disk, uint64_t) override {
     cove::testing::WriteText(disk, "qcow2");
     return absl::OkStatus();

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Host directory mounts, each transport next to the guest's own disk, in one
+# run on one machine: sequential write and read (MiB/s), the small-file
+# workload (create, stat and delete 5,000 files of 1 KiB), untarring a source
+# tree (this repository's), and host edit to guest inotify event (p50/p95).
+# Writes a markdown report to stdout; docs/benchmarks.md keeps the figures.
+#
+#   bench/mounts.sh IMAGE_DIR [RUNS]
+#
+# Needs a virtiofsd that runs as you (tests/tools/fetch-virtiofsd makes one
+# on Debian 12) at COVE_VIRTIOFSD or build/test-tools/virtiofsd.
+set -euo pipefail
+
+image=${1:?usage: bench/mounts.sh IMAGE_DIR [RUNS]}
+runs=${2:-3}
+src=$(cd "$(dirname "$0")/.." && pwd)
+bin=${COVE_BIN:-$src/build/bin}
+export PATH="$bin:$PATH" COVE_NO_AUTOSTART=1
+export COVE_VIRTIOFSD=${COVE_VIRTIOFSD:-$src/build/test-tools/virtiofsd}
+[ -x "$COVE_VIRTIOFSD" ] || "$src/tests/tools/fetch-virtiofsd" "$COVE_VIRTIOFSD" >&2
+COVE_HOME=$(mktemp -d /tmp/cbench-XXXXXX)
+export COVE_HOME
+work=$(mktemp -d /var/tmp/cbench-mounts-XXXXXX)
+coved_pid=""
+cleanup() {
+  [ -n "$coved_pid" ] && kill "$coved_pid" 2>/dev/null && wait "$coved_pid" 2>/dev/null
+  pkill -9 -f "qemu-system.*$COVE_HOME" 2>/dev/null || true
+  rm -rf "$COVE_HOME" "$work"
+}
+trap cleanup EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int((NR-1)*p/100)+1; print a[i]}'; }
+
+coved >"$COVE_HOME/coved.out" 2>&1 &
+coved_pid=$!
+for _ in $(seq 100); do cove list >/dev/null 2>&1 && break; sleep 0.1; done
+mkdir -p "$work/vfs" "$work/p9"
+cove create bench --image "$image" --cpus 2 --memory 2GiB --disk 8 \
+  --mount "$work/vfs:/bench/vfs:virtiofs" --mount "$work/p9:/bench/p9:9p" >/dev/null
+cove start bench 2>/dev/null
+for tool in fsbench:bench/tools/fsbench.c inotify-watch:tests/tools/inotify-watch.c; do
+  cc -static -O2 -o "$COVE_HOME/${tool%%:*}" "$src/${tool#*:}"
+  cove copy "$COVE_HOME/${tool%%:*}" "bench:/usr/local/bin/${tool%%:*}"
+done
+git -C "$src" archive --format=tar HEAD >"$COVE_HOME/src.tar"
+cove copy "$COVE_HOME/src.tar" bench:/root/src.tar
+tree_files=$(tar -tf "$COVE_HOME/src.tar" | wc -l)
+cove exec bench -- mkdir -p /var/tmp/bench
+
+echo "## Mounts, run of $(date -u +%FT%TZ)"
+echo
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
+echo "$(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r), $(qemu-system-x86_64 --version | head -1),"
+echo "$("$COVE_VIRTIOFSD" --version). Guest: 2 vCPUs, 2 GiB, $(cove inspect bench --json | jq -r .accel),"
+echo "kernel $(cove exec bench -- uname -r). Host directories on $(df --output=fstype "$work" | tail -1); median of $runs runs."
+echo
+
+declare -A fig
+for target in guest:/var/tmp/bench virtiofs:/bench/vfs 9p:/bench/p9; do
+  name=${target%%:*} dir=${target#*:}
+  for r in $(seq "$runs"); do
+    cove exec bench -- fsbench "$dir" 128 5000 >"$COVE_HOME/fs.$name.$r"
+    cove exec bench -- sh -c "rm -rf $dir/untar && mkdir $dir/untar && a=\$(date +%s%N) &&
+      tar -xf /root/src.tar -C $dir/untar && sync && echo untar_s \$(( (\$(date +%s%N) - a) / 1000000 ))" |
+      awk '{printf "untar_s %.3f\n", $2 / 1000}' >>"$COVE_HOME/fs.$name.$r"
+    cove exec bench -- rm -rf "$dir/untar"
+  done
+  for key in write_mib_s read_mib_s create_s stat_s delete_s small_total_s untar_s; do
+    fig[$name.$key]=$(cat "$COVE_HOME"/fs."$name".* | awk -v k="$key" '$1 == k {print $2}' | median)
+  done
+done
+
+echo "| measure | guest disk (virtio-blk, ext4) | virtiofs | 9p |"
+echo "|---|---|---|---|"
+row() {
+  echo "| $1 | ${fig[guest.$2]} | ${fig[virtiofs.$2]} | ${fig[9p.$2]} |"
+}
+row "sequential write, 128 MiB, fsync (MiB/s)" write_mib_s
+row "sequential read, guest cache dropped (MiB/s)" read_mib_s
+row "create 5,000 files of 1 KiB (s)" create_s
+row "stat them (s)" stat_s
+row "delete them (s)" delete_s
+row "small-file workload, total (s)" small_total_s
+row "untar a source tree ($tree_files entries) and sync (s)" untar_s
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+echo
+echo "Small-file workload against the guest's own disk: virtiofs $(ratio "${fig[virtiofs.small_total_s]}" "${fig[guest.small_total_s]}")x,"
+echo "9p $(ratio "${fig[9p.small_total_s]}" "${fig[guest.small_total_s]}")x (target for virtiofs: within 3x)."
+echo
+
+# Host write to guest inotify event: measured on the host, from just before
+# the write to the event line arriving through `cove exec`'s output.
+echo "| host write to guest inotify event | p50 (ms) | p95 (ms) | max (ms) | events |"
+echo "|---|---|---|---|---|"
+for target in virtiofs:vfs:0 9p:p9:1; do
+  IFS=: read -r name sub index <<<"$target"
+  mkdir -p "$work/$sub/w"
+  out=$COVE_HOME/inotify.$name
+  cove exec bench -- inotify-watch "/bench/$sub/w" >"$out" 2>&1 &
+  watch_pid=$!
+  for _ in $(seq 300); do
+    [ "$(cove inspect bench --json | jq ".mounts[$index].watched_dirs")" -ge 1 ] && break
+    sleep 0.1
+  done
+  : >"$COVE_HOME/lat.$name"
+  for i in $(seq 50); do
+    begin=$(date +%s%N)
+    echo "$i" >"$work/$sub/w/f$i"
+    for _ in $(seq 2000); do grep -q " .*/f$i\$" "$out" && break; sleep 0.005; done
+    echo $((($(date +%s%N) - begin) / 1000000)) >>"$COVE_HOME/lat.$name"
+    sleep 0.2  # one save at a time, as an editor does
+  done
+  kill "$watch_pid" 2>/dev/null || true
+  echo "| $name | $(pct 50 <"$COVE_HOME/lat.$name") | $(pct 95 <"$COVE_HOME/lat.$name") | $(sort -n "$COVE_HOME/lat.$name" | tail -1) | $(cut -d' ' -f2 "$out" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}') |"
+done
+echo
+echo "Target: p95 <= 500 ms."
+cove stop bench >/dev/null 2>&1
