@@ -92,7 +92,8 @@ echo
 # the write to the event line arriving through `cove exec`'s output.
 echo "| host write to guest inotify event | p50 (ms) | p95 (ms) | max (ms) | events |"
 echo "|---|---|---|---|---|"
-for target in virtiofs:vfs:0 9p:p9:1; do
+# (virtiofs only: on 9p no guest inotify watch sees changes, docs/mounts.md)
+for target in virtiofs:vfs:0; do
   IFS=: read -r name sub index <<<"$target"
   mkdir -p "$work/$sub/w"
   out=$COVE_HOME/inotify.$name
