@@ -91,22 +91,31 @@ int RunExec(Context& ctx, const ExecOptions& options) {
   }
   if (!stream->Write(first)) return Context::Fail(stream->Finish());
 
-  if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) g_signal_pipe[0] = -1;
+  if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) g_signal_pipe[0] = g_signal_pipe[1] = -1;
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  sigaction(SIGWINCH, &sa, nullptr);
+  // Forwarded to the guest while the command runs; the caller's own
+  // handling comes back after it (cove copy still waits for its tar).
+  struct sigaction old_winch{};
+  struct sigaction old_int{};
+  struct sigaction old_term{};
+  sigaction(SIGWINCH, &sa, &old_winch);
   if (!options.tty) {
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
   }
   std::unique_ptr<RawTerminal> raw;
   if (options.tty) raw = std::make_unique<RawTerminal>(options.in_fd);
 
   std::atomic<bool> finished{false};
-  // The input thread: stdin, terminal size changes and signals. It is never
-  // joined: when the command ends the process exits, wherever it blocks.
+  // Wakes the input thread's poll when the command has ended.
+  int wake[2] = {-1, -1};
+  if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) wake[0] = wake[1] = -1;
+  // The input thread: stdin, terminal size changes and signals. Joined
+  // before RunExec returns: it uses the stream and this frame, and callers
+  // go on after it (cove copy waits for its tar).
   std::thread input([&]() {
     bool in_open = options.in_fd >= 0;
     if (!in_open) {
@@ -117,8 +126,11 @@ int RunExec(Context& ctx, const ExecOptions& options) {
     }
     char buf[64 * 1024];
     while (!finished) {
-      pollfd fds[2] = {{in_open ? options.in_fd : -1, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
-      if (poll(fds, 2, 500) <= 0) continue;
+      pollfd fds[3] = {{in_open ? options.in_fd : -1, POLLIN, 0},
+                       {g_signal_pipe[0], POLLIN, 0},
+                       {wake[0], POLLIN, 0}};
+      if (poll(fds, 3, 500) <= 0) continue;
+      if (fds[2].revents & POLLIN) break;
       if (fds[1].revents & POLLIN) {
         unsigned char sig;
         while (read(g_signal_pipe[0], &sig, 1) == 1) {
@@ -149,14 +161,34 @@ int RunExec(Context& ctx, const ExecOptions& options) {
       }
     }
   });
-  input.detach();
+  auto stop_input = [&]() {
+    finished = true;
+    if (wake[1] >= 0) {
+      ssize_t ignored = write(wake[1], "x", 1);
+      (void)ignored;
+    }
+    call.TryCancel();  // a Write blocked on flow control returns
+    input.join();
+    sigaction(SIGWINCH, &old_winch, nullptr);
+    if (!options.tty) {
+      sigaction(SIGINT, &old_int, nullptr);
+      sigaction(SIGTERM, &old_term, nullptr);
+    }
+    for (int fd : {wake[0], wake[1], g_signal_pipe[0], g_signal_pipe[1]}) {
+      if (fd >= 0) close(fd);
+    }
+    g_signal_pipe[0] = g_signal_pipe[1] = -1;
+  };
 
   cove::v1::ExecResponse resp;
   int code = 127;
   bool got_exit = false;
   while (stream->Read(&resp)) {
     if (resp.has_stdout()) {
-      if (!WriteAll(options.out_fd, resp.stdout())) break;
+      if (!WriteAll(options.out_fd, resp.stdout())) {
+        call.TryCancel();  // our reader is gone (| head): the rest is not wanted
+        break;
+      }
     } else if (resp.has_stderr()) {
       WriteAll(options.err_fd, resp.stderr());
     } else if (resp.has_exit()) {
@@ -174,16 +206,20 @@ int RunExec(Context& ctx, const ExecOptions& options) {
       break;
     }
   }
-  finished = true;
   raw.reset();
   if (!got_exit) {
-    std::lock_guard<std::mutex> lock(write_mu);
-    grpc::Status st = stream->Finish();
+    finished = true;
+    grpc::Status st;
+    {
+      std::lock_guard<std::mutex> lock(write_mu);
+      st = stream->Finish();
+    }
+    stop_input();
     if (!st.ok()) return Context::Fail(st);
     std::fprintf(stderr, "cove: the command's output ended without an exit status\n");
     return 127;
   }
-  // The process exits now; the call is torn down with it.
+  stop_input();
   std::fflush(stdout);
   return code;
 }

@@ -28,4 +28,9 @@ absl::Status FileError(absl::string_view what, const std::string& path, int err)
 // Whole file, or NOT_FOUND / an I/O error.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// The last `n` non-blank lines of a log, joined with " | ", read from at
+// most its last 16 KiB (a long-running guest's console can be large); ""
+// when there is none.
+std::string TailLines(const std::string& path, size_t n);
+
 }  // namespace cove

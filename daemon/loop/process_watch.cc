@@ -52,6 +52,21 @@ absl::Status ProcessWatch::Begin() {
   return absl::OkStatus();
 }
 
+void ProcessWatch::Signal(int sig) {
+  if (gone_) return;
+#ifdef SYS_pidfd_send_signal
+  if (pidfd_ >= 0 && ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) == 0) return;
+#endif
+  ::kill(pid_, sig);
+}
+
+void ProcessWatch::ReapWhenGone(std::unique_ptr<ProcessWatch> watch) {
+  if (!watch) return;
+  if (watch->gone()) return;  // destroyed here; already reaped
+  ProcessWatch* raw = watch.release();
+  raw->on_gone_ = [raw](const std::string&) { delete raw; };
+}
+
 void ProcessWatch::OnGone() {
   if (gone_) return;
   gone_ = true;

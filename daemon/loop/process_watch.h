@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -30,6 +31,14 @@ class ProcessWatch {
   absl::Status Begin();
   int pid() const { return pid_; }
   bool gone() const { return gone_; }
+  // Sends `sig` through the pidfd where there is one, so a pid reused after
+  // the process ended is never hit. Does nothing once it is gone.
+  void Signal(int sig);
+
+  // Hands a watch over to itself: it lives on until its process ends, then
+  // deletes itself (reaping a child), so an owner that goes first (a machine
+  // deleted) leaves no zombie. `gone` is not called.
+  static void ReapWhenGone(std::unique_ptr<ProcessWatch> watch);
 
  private:
   void OnGone();

@@ -18,6 +18,14 @@ void AccelResolver::Kick(const std::string& arch) {
     e.running = true;
     reprobe = e.reprobe;
     e.reprobe = false;
+    // Probes that are over (their result is in) are joined here, so a
+    // coved that reprobes often does not keep their threads.
+    bool any_running = false;
+    for (const auto& [a, other] : entries_) any_running = any_running || (other.running && a != arch);
+    if (!any_running) {
+      for (auto& t : threads_) t.join();
+      threads_.clear();
+    }
   }
   threads_.emplace_back([this, arch, reprobe]() {
     auto report = qemu::ProbeAccelerators(qemu::QemuBinaryName(arch), arch, CacheFile(arch),

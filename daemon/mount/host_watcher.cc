@@ -1,11 +1,14 @@
 #include "daemon/mount/host_watcher.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
-#include <functional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -61,60 +64,45 @@ absl::Status HostWatcher::Start() {
   return absl::OkStatus();
 }
 
-uint32_t HostWatcher::MaskOf(const Watch& w) {
-  uint32_t mask = 0;
-  if (w.wanted) mask |= kDirMask;
-  if (w.root) mask |= kRootMask;
-  if (!w.child_roots.empty()) mask |= IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR;
-  return mask;
-}
-
-int HostWatcher::WatchPath(const std::string& path, const std::function<void(Watch&)>& role) {
-  // IN_MASK_ADD: if the inode is watched already for another role, keep
-  // what that one asked for; Remask then sets exactly the union.
-  const int wd = ::inotify_add_watch(fd_, path.c_str(), IN_MASK_ADD | IN_ONLYDIR | IN_EXCL_UNLINK);
-  if (wd < 0) {
-    if (errno != ENOENT && errno != ENOTDIR) {
-      spdlog::warn("cannot watch {} for the guest: {}", path, std::strerror(errno));
-    }
-    return -1;
+int HostWatcher::AddWatch(int dir_fd, const std::string& path, uint32_t mask) {
+  // inotify_add_watch takes a path: the fd's magic link names exactly the
+  // directory opened, whatever its path says now.
+  const std::string target = dir_fd >= 0 ? "/proc/self/fd/" + std::to_string(dir_fd) : path;
+  const int wd = ::inotify_add_watch(fd_, target.c_str(), mask | IN_MASK_ADD | IN_ONLYDIR);
+  if (wd < 0 && errno != ENOENT && errno != ENOTDIR) {
+    spdlog::warn("cannot watch {} for the guest: {}", path, std::strerror(errno));
   }
-  Watch& w = watches_[wd];
-  if (w.path.empty()) w.path = path;
-  role(w);
-  Remask(wd);
   return wd;
 }
 
-void HostWatcher::Remask(int wd) {
-  auto it = watches_.find(wd);
-  if (it == watches_.end()) return;
-  const uint32_t mask = MaskOf(it->second);
-  if (mask == 0) return DropWatch(wd);
-  if (::inotify_add_watch(fd_, it->second.path.c_str(), mask) != wd) {
-    // Replaced by another directory at that path meanwhile: let it go.
-    DropWatch(wd);
-  }
+int HostWatcher::OpenBeneath(const Mount& mount, const std::string& rel) {
+  const int root = ::open(mount.host_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return -1;
+  if (rel.empty()) return root;
+  struct open_how how {};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const int fd = static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof(how)));
+  ::close(root);
+  return fd;
 }
 
 void HostWatcher::AddMount(const std::string& tag, const std::string& host_root) {
   if (fd_ < 0) return;
   mounts_[tag].host_root = host_root;
-  WatchPath(host_root, [&](Watch& w) {
-    w.tag = tag;
-    w.rel = "";
-    w.root = true;
-  });
+  // The root's own path was resolved by coved (at create), not by the guest.
+  const int wd = AddWatch(-1, host_root, kRootMask);
+  if (wd >= 0) watches_[wd].dirs.push_back({.tag = tag, .rel = "", .root = true});
   const size_t slash = host_root.rfind('/');
   if (slash == std::string::npos || host_root == "/") return;
   const std::string parent = slash == 0 ? "/" : host_root.substr(0, slash);
-  const std::string name = host_root.substr(slash + 1);
-  WatchPath(parent, [&](Watch& w) { w.child_roots.push_back({tag, name}); });
+  const int pwd = AddWatch(-1, parent, IN_DELETE | IN_MOVED_FROM);
+  if (pwd >= 0) watches_[pwd].child_roots.push_back({tag, host_root.substr(slash + 1)});
 }
 
-void HostWatcher::DropWatch(int wd) {
+void HostWatcher::DropRoleless(int wd) {
   auto it = watches_.find(wd);
-  if (it == watches_.end()) return;
+  if (it == watches_.end() || !it->second.empty()) return;
   ::inotify_rm_watch(fd_, wd);
   watches_.erase(it);
 }
@@ -124,38 +112,50 @@ void HostWatcher::SetWatched(const std::string& tag, const std::vector<std::stri
   if (fd_ < 0 || mount == mounts_.end()) return;
   Mount& m = mount->second;
   m.wanted = std::set<std::string>(dirs.begin(), dirs.end());
-  std::vector<int> changed;
   std::set<std::string> have;
+  std::vector<int> maybe_idle;
   for (auto& [wd, w] : watches_) {
-    if (w.tag != tag || !w.wanted) continue;
-    if (m.wanted.count(w.rel)) {
-      have.insert(w.rel);
-    } else {
-      w.wanted = false;
-      changed.push_back(wd);
+    for (auto& role : w.dirs) {
+      if (role.tag != tag || !role.wanted) continue;
+      if (m.wanted.count(role.rel)) {
+        have.insert(role.rel);
+      } else {
+        role.wanted = false;  // its events are ignored from now on
+      }
     }
+    std::erase_if(w.dirs, [](const DirRole& r) { return !r.root && !r.wanted; });
+    maybe_idle.push_back(wd);
   }
-  for (int wd : changed) Remask(wd);
-  size_t count = watches_.size();
+  for (int wd : maybe_idle) DropRoleless(wd);
   for (const std::string& rel : m.wanted) {
     if (have.count(rel)) continue;
-    if (count >= kMaxWatches) {
+    if (watches_.size() >= kMaxWatches) {
       spdlog::warn("guest watches more than {} directories; host changes reach only the first",
                    kMaxWatches);
       break;
     }
-    WatchPath(rel.empty() ? m.host_root : m.host_root + "/" + rel, [&](Watch& w) {
-      w.tag = tag;
-      w.rel = rel;
-      w.wanted = true;
+    const int dir = OpenBeneath(m, rel);
+    if (dir < 0) continue;  // gone, not a directory, or not inside the mount
+    const int wd = AddWatch(dir, m.host_root + "/" + rel, kDirMask);
+    ::close(dir);
+    if (wd < 0) continue;
+    Watch& w = watches_[wd];
+    auto same = std::find_if(w.dirs.begin(), w.dirs.end(), [&](const DirRole& r) {
+      return r.tag == tag && r.rel == rel;
     });
-    count = watches_.size();
+    if (same != w.dirs.end()) {
+      same->wanted = true;
+    } else {
+      w.dirs.push_back({.tag = tag, .rel = rel, .root = false, .wanted = true});
+    }
   }
 }
 
 size_t HostWatcher::watched(const std::string& tag) const {
   size_t n = 0;
-  for (const auto& [wd, w] : watches_) n += w.tag == tag && w.wanted;
+  for (const auto& [wd, w] : watches_) {
+    for (const DirRole& r : w.dirs) n += r.tag == tag && r.wanted;
+  }
   return n;
 }
 
@@ -176,32 +176,40 @@ void HostWatcher::OnEvent(int wd, uint32_t mask, const std::string& name) {
   if (mask & IN_Q_OVERFLOW) {
     // Events were lost: every watched directory may have changed.
     for (const auto& [w_wd, w] : watches_) {
-      if (w.wanted) Queue(w.tag, w.rel, cove::agent::v1::HostChanges::Change::WRITTEN);
+      for (const DirRole& r : w.dirs) {
+        if (r.wanted) Queue(r.tag, r.rel, cove::agent::v1::HostChanges::Change::WRITTEN);
+      }
     }
     return;
   }
   auto it = watches_.find(wd);
   if (it == watches_.end()) return;
-  const Watch w = it->second;
-  if (mask & IN_IGNORED) {
+  if (mask & IN_IGNORED) {  // the kernel dropped the watch (the directory went)
     watches_.erase(it);
     return;
   }
-  if (w.root && (mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
-    if (gone_) gone_(w.tag);
-    return;
+  const Watch w = it->second;  // callbacks below may change watches_
+  if (mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+    for (const DirRole& r : w.dirs) {
+      if (r.root && gone_) gone_(r.tag);
+    }
   }
   if (mask & (IN_DELETE | IN_MOVED_FROM)) {
     for (const auto& [tag, child] : w.child_roots) {
       if (child == name && gone_) gone_(tag);
     }
   }
-  if (!w.wanted) return;
-  const std::string path = Join(w.rel, name);
-  if ((mask & (IN_ATTRIB | IN_CLOSE_WRITE)) && RecentlySent(w.tag, path, SteadyNowMs())) return;
-  Queue(w.tag, path,
-        (mask & (IN_DELETE | IN_MOVED_FROM)) ? cove::agent::v1::HostChanges::Change::REMOVED
-                                             : cove::agent::v1::HostChanges::Change::WRITTEN);
+  // Only what the guest watches; the other bits are there for other roles.
+  if (!(mask & kDirMask & ~(IN_ONLYDIR | IN_EXCL_UNLINK))) return;
+  const uint64_t now = SteadyNowMs();
+  for (const DirRole& r : w.dirs) {
+    if (!r.wanted) continue;
+    const std::string path = Join(r.rel, name);
+    if ((mask & (IN_ATTRIB | IN_CLOSE_WRITE)) && RecentlySent(r.tag, path, now)) continue;
+    Queue(r.tag, path,
+          (mask & (IN_DELETE | IN_MOVED_FROM)) ? cove::agent::v1::HostChanges::Change::REMOVED
+                                               : cove::agent::v1::HostChanges::Change::WRITTEN);
+  }
 }
 
 bool HostWatcher::RecentlySent(const std::string& tag, const std::string& path,

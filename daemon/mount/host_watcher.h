@@ -62,33 +62,40 @@ class HostWatcher {
   size_t watched(const std::string& tag) const;
 
  private:
-  // One inotify watch: a directory the guest watches, a mount's root (for
-  // its removal), the parent of mount roots (rmdir of a directory another
-  // process holds open, like virtiofsd does its root, tells only its
-  // parent), or several of these at once: inotify has one watch per inode.
-  struct Watch {
-    std::string path;  // on the host
-    std::string tag;   // of the mount it is in, when root or wanted
-    std::string rel;   // relative to that mount's root, "" for the root
+  // What one inotify watch is for. inotify has one watch per inode, so one
+  // watch may be several of these at once (a mount's root that the guest
+  // watches and that is the parent of another mount's root).
+  struct DirRole {  // a directory of a mount: its root, or one the guest watches
+    std::string tag;
+    std::string rel;  // relative to the mount's root, "" for the root
     bool root = false;
-    bool wanted = false;                                           // the guest watches it
-    std::vector<std::pair<std::string, std::string>> child_roots;  // (tag, name)
+    bool wanted = false;
+  };
+  struct Watch {
+    std::vector<DirRole> dirs;
+    // Mount roots in this directory, by (tag, name): an rmdir of a directory
+    // that another process holds open (virtiofsd does its root) tells only
+    // its parent.
+    std::vector<std::pair<std::string, std::string>> child_roots;
+    bool empty() const { return dirs.empty() && child_roots.empty(); }
   };
   struct Mount {
     std::string host_root;
     std::set<std::string> wanted;
   };
-  static uint32_t MaskOf(const Watch& w);
-  // Adds `path` (or finds its existing watch) and lets `role` mark it.
-  int WatchPath(const std::string& path, const std::function<void(Watch&)>& role);
-  // Sets the kernel's mask to what the watch's roles need.
-  void Remask(int wd);
+  // Adds bits to the watch of the directory at `path` (opened by the caller,
+  // as an O_PATH fd, or -1 to open `path` itself); the mask only ever grows
+  // (IN_MASK_ADD), and events are sorted by role here. -1 if it cannot.
+  int AddWatch(int dir_fd, const std::string& path, uint32_t mask);
+  // Opens `rel` below the mount's root, following no symlink and never
+  // leaving the root (a guest names these directories), as O_PATH.
+  int OpenBeneath(const Mount& mount, const std::string& rel);
+  void DropRoleless(int wd);
   void OnReadable();
   void OnEvent(int wd, uint32_t mask, const std::string& name);
   void Queue(const std::string& tag, const std::string& path,
              cove::agent::v1::HostChanges::Change::Kind kind);
   void FlushNow();
-  void DropWatch(int wd);
   bool RecentlySent(const std::string& tag, const std::string& path, uint64_t now) const;
 
   EventLoop& loop_;

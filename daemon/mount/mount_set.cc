@@ -29,14 +29,6 @@ namespace {
 
 constexpr uint64_t kEndGraceMs = 3000;
 
-std::string LastLines(const std::string& path, size_t n) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return "";
-  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipWhitespace());
-  if (lines.size() > n) lines.erase(lines.begin(), lines.end() - n);
-  return absl::StrJoin(lines, " | ");
-}
-
 // A listening unix socket at `path`, not at fd 3 (that is where the child
 // gets it, and dup2 onto itself would keep FD_CLOEXEC).
 absl::StatusOr<int> Listen(const std::string& path) {
@@ -76,11 +68,22 @@ bool IsOurVirtiofsd(int pid, const std::string& host_path) {
 MountSet::MountSet(Env env, Changed changed)
     : env_(std::move(env)), changed_(std::move(changed)), ending_deadline_(env_.loop) {}
 
-MountSet::~MountSet() = default;
+MountSet::~MountSet() {
+  // A machine deleted: its virtiofsds end and are reaped without it.
+  Release();
+  for (auto& p : ending_) ProcessWatch::ReapWhenGone(std::move(p));
+}
 
 absl::Status MountSet::PrepareLaunch(
     const google::protobuf::RepeatedPtrField<cove::v1::Mount>& mounts, LaunchSpec& spec) {
   Release();  // a relaunch (accelerator fallback) starts over
+  absl::Status st = PrepareShares(mounts, spec);
+  if (!st.ok()) Release();  // what was started for it ends
+  return st;
+}
+
+absl::Status MountSet::PrepareShares(
+    const google::protobuf::RepeatedPtrField<cove::v1::Mount>& mounts, LaunchSpec& spec) {
   if (mounts.empty()) return absl::OkStatus();
   const MountSupport& can = env_.support;
   std::optional<absl::StatusOr<VirtiofsdBinary>> virtiofsd;
@@ -96,11 +99,11 @@ absl::Status MountSet::PrepareLaunch(
     entry.info.set_state(cove::v1::MOUNT_STATE_PENDING);
     const std::string what = absl::StrCat("mount ", DescribeMount(m));
     struct stat st {};
-    if (::stat(m.host_path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      Release();
+    const int err = ::stat(m.host_path().c_str(), &st) == 0 ? 0 : errno;
+    if (err != 0 || !S_ISDIR(st.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(
           what, ": the host directory ", m.host_path(), " is gone (",
-          errno == 0 ? "not a directory" : std::strerror(errno),
+          err == 0 ? "not a directory" : std::strerror(err),
           "); make it again, or change the mounts with `cove set ", env_.machine, " --mount ...`"));
     }
     cove::v1::MountType type = m.type();
@@ -129,9 +132,8 @@ absl::Status MountSet::PrepareLaunch(
     }
     m.set_type(type);
     if (type == cove::v1::MOUNT_TYPE_VIRTIOFS && !can.virtiofs_builtin) {
-      if (auto st = StartVirtiofsd(entry, find_virtiofsd()->path); !st.ok()) {
-        Release();
-        return absl::FailedPreconditionError(absl::StrCat(what, ": ", st.message()));
+      if (auto started = StartVirtiofsd(entry, find_virtiofsd()->path); !started.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(what, ": ", started.message()));
       }
     }
     spec.shares.push_back(SharedDir{.tag = entry.info.tag(),
@@ -162,7 +164,7 @@ absl::Status MountSet::StartVirtiofsd(Entry& entry, const std::string& binary) {
       env_.loop, *pid, /*is_child=*/true,
       [this, tag, p = *pid](const std::string& how) { OnVirtiofsdGone(tag, p, how); });
   if (auto st = entry.virtiofsd->Begin(); !st.ok()) {
-    return absl::InternalError(absl::StrCat("virtiofsd ended at once: ", LastLines(entry.log, 3)));
+    return absl::InternalError(absl::StrCat("virtiofsd ended at once: ", TailLines(entry.log, 3)));
   }
   spdlog::info("{}: virtiofsd (pid {}) serves {} as {}", env_.machine, *pid, m.host_path(), tag);
   return absl::OkStatus();
@@ -332,7 +334,7 @@ void MountSet::OnVirtiofsdGone(const std::string& tag, int pid, const std::strin
   }
   Entry* e = Find(tag);
   if (e == nullptr || !e->virtiofsd || e->virtiofsd->pid() != pid) return;
-  const std::string tail = LastLines(e->log, 3);
+  const std::string tail = TailLines(e->log, 3);
   SetState(*e, cove::v1::MOUNT_STATE_FAILED,
            absl::StrCat("virtiofsd ", how, tail.empty() ? "" : ": ", tail, "; the guest's ",
                         e->info.mount().guest_path(),
@@ -344,13 +346,34 @@ void MountSet::OnVirtiofsdGone(const std::string& tag, int pid, const std::strin
 void MountSet::End(std::unique_ptr<ProcessWatch> process) {
   if (!process || process->gone()) return;
   // It ends by itself when qemu goes; a signal makes sure.
-  ::kill(process->pid(), SIGTERM);
+  process->Signal(SIGTERM);
   ending_.push_back(std::move(process));
-  if (!ending_deadline_.active()) {
-    ending_deadline_.Start(kEndGraceMs, [this]() {
-      for (auto& p : ending_) ::kill(p->pid(), SIGKILL);
-    });
+  ending_deadline_.Start(kEndGraceMs, [this]() {
+    for (auto& p : ending_) p->Signal(SIGKILL);
+  });
+}
+
+void MountSet::ReleaseLeftovers() {
+  // A coved that died before its machine's qemu: the virtiofsds of that boot
+  // (the run file names them) may outlive it, serving no one.
+  auto text = ReadFile(RunFile());
+  if (text.ok()) {
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    for (const auto& e : j.is_array() ? j : nlohmann::json::array()) {
+      const int pid = e.value("pid", 0);
+      if (pid > 0 && IsOurVirtiofsd(pid, e.value("host_path", ""))) {
+        auto watch = std::make_unique<ProcessWatch>(env_.loop, pid, /*is_child=*/false,
+                                                    [](const std::string&) {});
+        if (watch->Begin().ok()) {
+          watch->Signal(SIGTERM);
+          ProcessWatch::ReapWhenGone(std::move(watch));
+        }
+      }
+      const std::string socket = e.value("socket", "");
+      if (!socket.empty()) ::unlink(socket.c_str());
+    }
   }
+  Release();
 }
 
 void MountSet::Release() {

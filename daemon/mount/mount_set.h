@@ -58,6 +58,9 @@ class MountSet {
   void OnMountStatus(const cove::agent::v1::MountStatus& status);
   void OnWatchedDirs(const cove::agent::v1::WatchedDirs& dirs);
   void Release();
+  // At coved start, for a machine that is not running: ends what an earlier
+  // coved's boot of it left (virtiofsd processes, sockets, the run file).
+  void ReleaseLeftovers();
 
   // nullopt while a mount is pending; OK once all are mounted (or there are
   // none); otherwise the first failure, naming the mount.
@@ -72,6 +75,8 @@ class MountSet {
     std::unique_ptr<ProcessWatch> virtiofsd;
   };
   std::string RunFile() const { return env_.dir + "/mounts.json"; }
+  absl::Status PrepareShares(const google::protobuf::RepeatedPtrField<cove::v1::Mount>& mounts,
+                             LaunchSpec& spec);
   absl::Status StartVirtiofsd(Entry& entry, const std::string& binary);
   void SaveRunFile() const;
   void StartWatching();

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
@@ -42,9 +44,27 @@ std::vector<std::string> DescriptorBinaries() {
   return out;
 }
 
+absl::StatusOr<VirtiofsdBinary> Search();
+
 }  // namespace
 
 absl::StatusOr<VirtiofsdBinary> FindVirtiofsd() {
+  // Each candidate's --version is a process: found once per coved (and its
+  // environment), looked for again at most every 30 s while there is none.
+  static std::mutex mu;
+  static std::optional<absl::StatusOr<VirtiofsdBinary>> cached;
+  static std::chrono::steady_clock::time_point cached_at;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto now = std::chrono::steady_clock::now();
+  if (cached && (cached->ok() || now - cached_at < std::chrono::seconds(30))) return *cached;
+  cached = Search();
+  cached_at = now;
+  return *cached;
+}
+
+namespace {
+
+absl::StatusOr<VirtiofsdBinary> Search() {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("COVE_VIRTIOFSD"); env != nullptr && *env != '\0') {
     candidates.push_back(env);
@@ -78,6 +98,8 @@ absl::StatusOr<VirtiofsdBinary> FindVirtiofsd() {
                    "; install the Rust virtiofsd (Debian 13: apt-get install virtiofsd) or point "
                    "COVE_VIRTIOFSD at one"));
 }
+
+}  // namespace
 
 std::vector<std::string> VirtiofsdArgv(const std::string& binary, const std::string& shared_dir,
                                        bool read_only, unsigned uid, unsigned gid) {

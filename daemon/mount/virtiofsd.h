@@ -21,8 +21,9 @@ struct VirtiofsdBinary {
 // Looks at, in order: $COVE_VIRTIOFSD, virtiofsd in PATH, /usr/libexec/virtiofsd,
 // /usr/lib/qemu/virtiofsd, and the "fs" entries of QEMU's vhost-user JSON
 // descriptors (/usr/share/qemu/vhost-user, /etc/qemu/vhost-user). NOT_FOUND
-// says what was looked at and why each candidate was passed over. Runs
-// `--version` of candidates: blocking, tens of milliseconds.
+// says what was looked at and why each candidate was passed over. The first
+// call runs `--version` of candidates (blocking, tens of milliseconds); a
+// found one is kept for the process, a miss for 30 s. Any thread.
 absl::StatusOr<VirtiofsdBinary> FindVirtiofsd();
 
 // The argv of a virtiofsd serving `shared_dir` on the listening socket that it

@@ -180,7 +180,10 @@ const char* ReplayResultName(ReplayResult result) {
 
 ReplayResult ReplayChange(const CoveMount& mount, const std::string& rel, ChangeKind kind,
                           EchoFilter& echo, int64_t now_ms) {
-  if (!IsSafeRelativePath(rel)) return ReplayResult::kRejected;
+  // "" is the mount's root (a change of the root directory itself).
+  if (!(rel.empty() && kind == ChangeKind::kWritten) && !IsSafeRelativePath(rel)) {
+    return ReplayResult::kRejected;
+  }
   if (kind == ChangeKind::kRemoved && echo.IsRemovedEcho(mount.path + "/" + rel, now_ms)) {
     return ReplayResult::kEcho;
   }
@@ -216,6 +219,10 @@ ReplayResult ReplayChange(const CoveMount& mount, const std::string& rel, Change
   if (kind == ChangeKind::kWritten && echo.IsWrittenEcho(path, stamp, now_ms)) {
     return ReplayResult::kEcho;
   }
+  // Both times, to what they are: the kernel says IN_ATTRIB only when both
+  // are set (atime alone is IN_ACCESS, mtime alone IN_MODIFY), and the file
+  // keeps its times. A host write landing between the statx and this (a
+  // window of microseconds) would have its mtime set back.
   const timespec times[2] = {{sx.stx_atime.tv_sec, sx.stx_atime.tv_nsec},
                              {sx.stx_mtime.tv_sec, sx.stx_mtime.tv_nsec}};
   bool seen = utimensat(dirfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0;  // IN_ATTRIB

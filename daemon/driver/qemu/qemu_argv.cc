@@ -88,8 +88,9 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
            absl::StrCat("vhost-user-fs-pci,queue-size=1024,chardev=", id, ",tag=", share.tag)});
     } else {
       // security_model=none: qemu, running as the user, makes files the
-      // user's; guest chown is accepted and changes nothing. Real symlinks
-      // stay symlinks (the mapped models would store them as files).
+      // user's; a guest chown to another uid fails (EPERM) as it would for
+      // the user. Real symlinks stay symlinks (the mapped models would store
+      // them as files).
       // multidevs=remap keeps inode numbers unique across host file systems.
       add({"-fsdev", absl::StrCat("local,id=", id, ",path=", EscapeOptionValue(share.host_path),
                                   ",security_model=none,multidevs=remap",

@@ -171,13 +171,7 @@ std::string QemuInstance::QemuLogLine(const std::string& needle) const {
   return "";
 }
 
-std::string QemuInstance::QemuLogTail() const {
-  auto log = ReadFile(spec_.hypervisor_log);
-  if (!log.ok()) return "";
-  std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipWhitespace());
-  if (lines.size() > 3) lines.erase(lines.begin(), lines.end() - 3);
-  return absl::StrJoin(lines, " | ");
-}
+std::string QemuInstance::QemuLogTail() const { return TailLines(spec_.hypervisor_log, 3); }
 
 void QemuInstance::OnProcessGone() {
   if (exited_) return;

@@ -130,6 +130,19 @@ TEST_CASE("a written file gets IN_ATTRIB, IN_OPEN and IN_CLOSE_WRITE and keeps i
   close(in);
 }
 
+TEST_CASE("the mount's root itself can be replayed (bursts summarized there)",
+          "[agent][replay]") {
+  TempMount t;
+  const int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  const int wd = inotify_add_watch(in, t.mount.path.c_str(), kWatched);
+  REQUIRE(wd >= 0);
+  EchoFilter echo;
+  CHECK(ReplayChange(t.mount, "", ChangeKind::kWritten, echo, 0) == ReplayResult::kReplayed);
+  CHECK(ReadEvents(in) == std::vector<Event>{{wd, IN_ATTRIB | IN_ISDIR, ""}});
+  CHECK(ReplayChange(t.mount, "", ChangeKind::kRemoved, echo, 0) == ReplayResult::kRejected);
+  close(in);
+}
+
 TEST_CASE("a removed entry gets IN_ATTRIB on its directory", "[agent][replay]") {
   TempMount t;
   REQUIRE(mkdir((t.mount.path + "/d").c_str(), 0755) == 0);
@@ -170,11 +183,13 @@ TEST_CASE("refused paths touch nothing", "[agent][replay]") {
   ReadEvents(in);
   EchoFilter echo;
   for (const std::string& bad :
-       std::vector<std::string>{"../victim", outer.mount.path + "/victim", "a/../../victim", ""}) {
+       std::vector<std::string>{"../victim", outer.mount.path + "/victim", "a/../../victim"}) {
     INFO(bad);
     CHECK(ReplayChange(m, bad, ChangeKind::kWritten, echo, 0) == ReplayResult::kRejected);
     CHECK(ReplayChange(m, bad, ChangeKind::kRemoved, echo, 0) == ReplayResult::kRejected);
   }
+  // "" is the mount's root: written is fine (see above), removed is not.
+  CHECK(ReplayChange(m, "", ChangeKind::kRemoved, echo, 0) == ReplayResult::kRejected);
   // Symlinks out of the mount are not followed out of it (and a symlink is
   // no directory to touch for a removal).
   for (const char* link : {"abs/victim", "rel/victim", "rel/m/x"}) {
