@@ -10,30 +10,17 @@
 # Needs a virtiofsd that runs as you (tests/tools/fetch-virtiofsd makes one
 # on Debian 12) at COVE_VIRTIOFSD or build/test-tools/virtiofsd.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 image=${1:?usage: bench/mounts.sh IMAGE_DIR [RUNS]}
 runs=${2:-3}
-src=$(cd "$(dirname "$0")/.." && pwd)
-bin=${COVE_BIN:-$src/build/bin}
-export PATH="$bin:$PATH" COVE_NO_AUTOSTART=1
 export COVE_VIRTIOFSD=${COVE_VIRTIOFSD:-$src/build/test-tools/virtiofsd}
 [ -x "$COVE_VIRTIOFSD" ] || "$src/tests/tools/fetch-virtiofsd" "$COVE_VIRTIOFSD" >&2
-COVE_HOME=$(mktemp -d /tmp/cbench-XXXXXX)
-export COVE_HOME
 work=$(mktemp -d /var/tmp/cbench-mounts-XXXXXX)
-coved_pid=""
-cleanup() {
-  [ -n "$coved_pid" ] && kill "$coved_pid" 2>/dev/null && wait "$coved_pid" 2>/dev/null
-  pkill -9 -f "qemu-system.*$COVE_HOME" 2>/dev/null || true
-  rm -rf "$COVE_HOME" "$work"
-}
-trap cleanup EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+BENCH_CLEANUP+=("$work")
 pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int((NR-1)*p/100)+1; print a[i]}'; }
 
-coved >"$COVE_HOME/coved.out" 2>&1 &
-coved_pid=$!
-for _ in $(seq 100); do cove list >/dev/null 2>&1 && break; sleep 0.1; done
+bench_start_coved
 mkdir -p "$work/vfs" "$work/p9"
 cove create bench --image "$image" --cpus 2 --memory 2GiB --disk 8 \
   --mount "$work/vfs:/bench/vfs:virtiofs" --mount "$work/p9:/bench/p9:9p" >/dev/null

@@ -16,31 +16,18 @@
 # IMAGE_DIR defaults to the test image cache (tests/run.sh builds it). Needs
 # python3, iperf3, jq and curl on the host. Run it on an otherwise idle host.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-bin=${COVE_BIN:-$src/build/bin}
 image=${1:-/var/tmp/cove-test-images/$("$src/guest/image/recipe-hash")}
 count=${2:-100}
 [ -f "$image/image.json" ] || { echo "ports.sh: no image at $image (run tests/run.sh)" >&2; exit 1; }
-export PATH="$bin:$PATH" COVE_NO_AUTOSTART=1
-COVE_HOME=$(mktemp -d /tmp/cpb-XXXXXX)
-export COVE_HOME
 # The peer: QEMU's user-net forwards to the same guest ports cove forwards.
 export COVE_BENCH_HOSTFWD="tcp:127.0.0.1:25201-:5201 tcp:127.0.0.1:28080-:18080 tcp:127.0.0.1:28081-:18081 tcp:127.0.0.1:28082-:18082"
-coved_pid=""
-cleanup() {
-  [ -n "$coved_pid" ] && kill "$coved_pid" 2>/dev/null && wait "$coved_pid" 2>/dev/null
-  pkill -9 -f "qemu-system.*$COVE_HOME" 2>/dev/null || true
-  rm -rf "$COVE_HOME"
-}
-trap cleanup EXIT
 say() { echo "$*" >&2; }
 
-coved >/dev/null 2>&1 &
-coved_pid=$!
-for _ in $(seq 100); do cove list >/dev/null 2>&1 && break; sleep 0.1; done
+bench_start_coved
 name=pb
-cove create "$name" --image "$image" --cpus 2 --memory 2GiB --disk 4 >/dev/null
+cove create "$name" --image "$image" --cpus 2 --memory 2GiB --disk 4 --mount none >/dev/null
 cove start "$name" >/dev/null 2>&1
 forward_field() {  # forward_field PORT FIELD
   cove ports "$name" --json |

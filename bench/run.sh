@@ -7,29 +7,14 @@
 #
 # Run it on an otherwise idle machine: other load changes every figure.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 image=${1:?usage: bench/run.sh IMAGE_DIR [RUNS]}
 command -v hyperfine >/dev/null ||
   { echo "bench/run.sh needs hyperfine: run packaging/debian-deps.sh (or apt-get install hyperfine)" >&2; exit 2; }
 runs=${2:-5}
-src=$(cd "$(dirname "$0")/.." && pwd)
-bin=${COVE_BIN:-$src/build/bin}
-export PATH="$bin:$PATH" COVE_NO_AUTOSTART=1
-COVE_HOME=$(mktemp -d /tmp/cbench-XXXXXX)
-export COVE_HOME
-coved_pid=""
-cleanup() {
-  [ -n "$coved_pid" ] && kill "$coved_pid" 2>/dev/null && wait "$coved_pid" 2>/dev/null
-  pkill -9 -f "qemu-system.*$COVE_HOME" 2>/dev/null || true
-  rm -rf "$COVE_HOME"
-}
-trap cleanup EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-now_ms() { date +%s%3N; }
 
-coved >/dev/null 2>&1 &
-coved_pid=$!
-for _ in $(seq 100); do cove list >/dev/null 2>&1 && break; sleep 0.1; done
+bench_start_coved
 
 echo "## Run of $(date -u +%FT%TZ)"
 echo
@@ -40,7 +25,7 @@ echo "Guest: $(jq -r '.kernel_version' "$image/image.json"), 2 vCPUs, 1 GiB."
 echo
 
 # ---------------------------------------------------------------- start time
-cove create bench --image "$image" --memory 1GiB --cpus 2 --disk 4 >/dev/null
+cove create bench --image "$image" --memory 1GiB --cpus 2 --disk 4 --mount none >/dev/null
 cove start bench >/dev/null 2>&1 && cove stop bench >/dev/null 2>&1  # first boot grows the disk
 start_wall=() ready=() boot=()
 for _ in $(seq "$runs"); do
@@ -99,7 +84,7 @@ echo "Ratio cove start / raw boot to init: $(awk -v a="$m_wall" -v b="$m_raw" 'B
 echo
 
 # ---------------------------------------------------------------- list
-for i in $(seq 2 20); do cove create "m$i" --image "$image" --memory 512MiB --disk 2 >/dev/null; done
+for i in $(seq 2 20); do cove create "m$i" --image "$image" --memory 512MiB --disk 2 --mount none >/dev/null; done
 echo "### \`cove list --json\` with $(cove list --json | jq length) machines (whole process)"
 echo
 hyperfine -N --warmup 5 --runs 50 --export-json "$COVE_HOME/list.json" "cove list --json" >/dev/null 2>&1 ||
