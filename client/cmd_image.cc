@@ -72,20 +72,30 @@ void RegisterImage(CLI::App& app, Context& ctx, int& exit_code) {
     }
   });
 
-  auto* imp = image->add_subcommand("import", "Copy an image directory into the cache");
+  auto* imp = image->add_subcommand(
+      "import", "Copy an image directory into the cache, or download one (a tar of it) by URL");
   auto path = std::make_shared<std::string>();
   auto name = std::make_shared<std::string>();
-  imp->add_option("path", *path, "Image directory")->required();
+  auto digest = std::make_shared<std::string>();
+  imp->add_option("path", *path, "Image directory, or an http(s) URL of a tar of one")->required();
   imp->add_option("--name", *name, "Name in the cache (default: the directory's name)");
-  imp->callback([&ctx, &exit_code, path, name]() {
+  imp->add_option("--digest", *digest, "For a URL: the archive's sha256 (sha256sum FILE)");
+  imp->callback([&ctx, &exit_code, path, name, digest]() {
     cove::v1::ImportImageRequest req;
-    req.set_path(std::filesystem::absolute(*path).string());
+    const bool url = path->rfind("http://", 0) == 0 || path->rfind("https://", 0) == 0;
+    req.set_path(url ? *path : std::filesystem::absolute(*path).string());
     req.set_name(*name);
+    req.set_digest(*digest);
     grpc::ClientContext call;
     auto reader = ctx.images().Import(&call, req);
     cove::v1::ImportImageResponse resp;
     while (reader->Read(&resp)) {
-      if (resp.has_image()) std::cout << "imported " << resp.image().name() << "\n";
+      if (resp.has_image()) {
+        std::cout << "imported " << resp.image().name() << " (" << resp.image().arch() << ")\n";
+      } else {
+        std::cerr << "==> " << resp.phase() << (resp.message().empty() ? "" : ": ")
+                  << resp.message() << "\n";
+      }
     }
     grpc::Status st = reader->Finish();
     if (!st.ok()) exit_code = Context::Fail(st);

@@ -111,6 +111,7 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
     std::vector<std::string> rules;
     bool clear = false;
     std::optional<bool> autostart;
+    std::optional<bool> foreign_binaries;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("name", f->name, "Machine name")->required();
@@ -122,6 +123,10 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       "--autostart,!--no-autostart", [f](std::int64_t n) { f->autostart = n > 0; },
       "Start (or not) when coved starts at login");
   cmd->add_option("--accel", f->accel, "auto, kvm, hvf or tcg; applies at the next start");
+  cmd->add_flag_function(
+      "--foreign-binaries,!--no-foreign-binaries",
+      [f](std::int64_t n) { f->foreign_binaries = n > 0; },
+      "Run (or not) other architectures' binaries through qemu-user, from the next start");
   cmd->add_option("--mount", f->mounts,
                   "Replace the mounts of a stopped machine: HOST[:GUEST][:ro], repeatable, or "
                   "none (see `cove create --help`)");
@@ -131,11 +136,12 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
   cmd->add_option("--disk", f->disk, "Grow the disk, e.g. 40GiB (never shrinks)");
   cmd->callback([&ctx, &exit_code, f]() {
     if (f->rules.empty() && !f->clear && f->restart.empty() && !f->autostart && f->accel.empty() &&
-        f->mounts.empty() && f->cpus_option->count() == 0 && f->memory.empty() && f->disk.empty()) {
+        f->mounts.empty() && f->cpus_option->count() == 0 && f->memory.empty() && f->disk.empty() &&
+        !f->foreign_binaries) {
       exit_code = Context::Fail(absl::InvalidArgumentError(
           "nothing to set: give --port-rule RULE (repeatable), --clear-port-rules, "
           "--restart POLICY, --[no-]autostart, --accel ACCEL, --mount MOUNT, --cpus N, "
-          "--memory SIZE or --disk SIZE"));
+          "--memory SIZE, --disk SIZE or --[no-]foreign-binaries"));
       return;
     }
     if (!f->mount_type.empty() && f->mounts.empty()) {
@@ -172,6 +178,10 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
     if (f->autostart) {
       req.add_update_mask("autostart");
       req.set_autostart(*f->autostart);
+    }
+    if (f->foreign_binaries) {
+      req.add_update_mask("foreign_binaries");
+      req.set_no_foreign_binaries(!*f->foreign_binaries);
     }
     if (f->cpus_option->count() > 0) {
       if (f->cpus == 0) {

@@ -112,6 +112,7 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       {"max_restarts", s.max_restarts()},
       {"restarts", m.restarts()},
       {"autostart", s.autostart()},
+      {"foreign_binaries", !s.no_foreign_binaries()},
   };
   // Present exactly while the machine runs (the socket files exist then).
   if (!m.sockets().containerd().empty()) j["sockets"]["containerd"] = m.sockets().containerd();
@@ -131,6 +132,16 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
   }
   j["forwards"] = nlohmann::json::array();
   for (const auto& f : m.forwards()) j["forwards"].push_back(ForwardJson(f));
+  j["binfmt_handlers"] =
+      std::vector<std::string>(m.binfmt_handlers().begin(), m.binfmt_handlers().end());
+  j["emulated"] = nlohmann::json::array();
+  for (const auto& p : m.emulated()) {
+    j["emulated"].push_back({{"pid", p.pid()},
+                             {"comm", p.comm()},
+                             {"arch", p.arch()},
+                             {"cgroup", p.cgroup()},
+                             {"rss", p.rss_bytes()}});
+  }
   j["mounts"] = nlohmann::json::array();
   for (int i = 0; i < s.mounts_size(); ++i) {
     const auto& mount = s.mounts(i);

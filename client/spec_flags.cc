@@ -41,6 +41,9 @@ void SpecFlags::Add(CLI::App& cmd) {
       "--mount", mounts,
       "Share a host directory: HOST[:GUEST][:ro][:virtiofs|9p], repeatable (default: your home "
       "directory, writable, at the same path); --mount none for no mounts");
+  cmd.add_flag("--no-foreign-binaries", no_foreign_binaries,
+               "Do not run other architectures' binaries (e.g. linux/arm64 containers on x86_64) "
+               "through the image's qemu-user interpreters");
   cmd.add_option("--mount-type", mount_type,
                  "How mounts reach the guest: auto (default: virtiofs where a virtiofsd runs as "
                  "you, else 9p), virtiofs or 9p");
@@ -188,6 +191,7 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
     spec.set_max_restarts(policy->second);
   }
   spec.set_autostart(autostart);
+  spec.set_no_foreign_binaries(no_foreign_binaries);
   // --mount-type alone applies to the default mount, the home directory.
   const std::vector<std::string> home_only = {"~"};
   bool no_mounts = false;

@@ -22,6 +22,7 @@ struct SpecFlags {
   std::vector<std::string> port_rules, forwards;
   std::string restart;  // never | on-failure[:N]
   bool autostart = false;
+  bool no_foreign_binaries = false;
   // HOST[:GUEST][:ro] or "none"; --mount-type auto | virtiofs | 9p.
   std::vector<std::string> mounts;
   std::string mount_type;

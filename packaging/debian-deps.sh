@@ -12,9 +12,9 @@ packages=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev nlohmann-json3-dev libuv1-dev libcli11-dev libssl-dev
-  libsystemd-dev catch2
-  # run: the hypervisor and disk tool
-  qemu-system-x86 qemu-utils
+  libsystemd-dev catch2 libcurl4-gnutls-dev libarchive-dev
+  # run: the hypervisors (x86_64 and aarch64 machines) and the disk tool
+  qemu-system-x86 qemu-system-arm qemu-utils
   # guest image recipe (guest/image/build-image)
   debian-archive-keyring dpkg-dev fakeroot e2fsprogs cpio busybox-static xz-utils zstd
   ca-certificates
@@ -30,6 +30,22 @@ packages=(
   # benchmarks (bench/): hyperfine times whole commands
   hyperfine
 )
+
+# cove-agent for the other guest architecture: Debian's cross g++ and that
+# architecture's protobuf-lite through multiarch (guest/CMakeLists.txt).
+case "$(dpkg --print-architecture)" in
+  amd64) foreign=arm64 cross=g++-aarch64-linux-gnu ;;
+  arm64) foreign=amd64 cross=g++-x86-64-linux-gnu ;;
+  *) foreign='' cross='' ;;
+esac
+if [ -n "$foreign" ]; then
+  packages+=("$cross" "libprotobuf-dev:$foreign")
+  if ! dpkg --print-foreign-architectures | grep -qx "$foreign"; then
+    echo "adding the $foreign architecture to dpkg (for libprotobuf-dev:$foreign)"
+    dpkg --add-architecture "$foreign"
+    apt-get update -qq
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -19,19 +19,27 @@ cmake --build "$build" -j"$(nproc)"
 echo "== node client dependencies"
 (cd "$src/tests/integration/node" && npm ci --no-audit --no-fund --loglevel=error)
 
-echo "== guest image"
+echo "== guest images"
 key=$("$src/guest/image/recipe-hash")
-image="$cache/$key"
-if [ -f "$image/image.json" ]; then
-  echo "reusing $image"
-else
+# One per architecture: x86_64 machines, and aarch64 ones (tests/integration/foreign.sh).
+build_image() {  # ARCH DIR
+  if [ -f "$2/image.json" ]; then
+    echo "reusing $2"
+    return
+  fi
   mkdir -p "$cache"
+  local home
   home=$(mktemp -d /tmp/cib-XXXXXX)
-  trap 'kill "$(cat "$home/coved.lock" 2>/dev/null)" 2>/dev/null || true; rm -rf "$home"' EXIT
-  COVE_HOME=$home "$build/bin/cove" image build --output "$image"
+  COVE_HOME=$home "$build/bin/cove" image build --arch "$1" --output "$2"
   kill "$(cat "$home/coved.lock")" 2>/dev/null || true
-fi
+  rm -rf "$home"
+}
+image="$cache/$key"
+build_image x86_64 "$image"
 export COVE_TEST_IMAGE=$image
+image_aarch64="$cache/$key-aarch64"
+build_image aarch64 "$image_aarch64"
+export COVE_TEST_IMAGE_AARCH64=$image_aarch64
 
 echo "== test tools"
 # ctr from Debian's containerd package, without installing that package.

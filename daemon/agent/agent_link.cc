@@ -197,6 +197,7 @@ void AgentLink::SendHostHello() {
   for (const std::string& s : wants_.services) hello->add_services(s);
   for (const auto& r : wants_.reverse_sockets) *hello->add_reverse_sockets() = r;
   for (const auto& m : wants_.mounts) *hello->add_mounts() = m;
+  hello->set_foreign_binaries(wants_.foreign_binaries);
   mux_->SendControl(msg.SerializeAsString());
 }
 
@@ -304,6 +305,9 @@ void AgentLink::OnControl(const std::string& payload) {
       break;
     case cove::agent::v1::GuestToHost::kWatchedDirs:
       if (ready_ && callbacks_.on_watched_dirs) callbacks_.on_watched_dirs(msg.watched_dirs());
+      break;
+    case cove::agent::v1::GuestToHost::kEmulation:
+      if (ready_ && callbacks_.on_emulation) callbacks_.on_emulation(msg.emulation());
       break;
     default:
       break;

@@ -63,6 +63,8 @@ class AgentLink {
     std::function<void(const cove::agent::v1::MountStatus&)> on_mount_status;
     // The directories guest programs watch inside one mount (the whole set).
     std::function<void(const cove::agent::v1::WatchedDirs&)> on_watched_dirs;
+    // The binfmt handlers and the processes running through them.
+    std::function<void(const cove::agent::v1::Emulation&)> on_emulation;
   };
 
   // Silence after which a connected agent counts as lost (three missed
@@ -80,6 +82,7 @@ class AgentLink {
     std::vector<std::string> services;
     std::vector<cove::agent::v1::ReverseSocket> reverse_sockets;
     std::vector<cove::agent::v1::GuestMount> mounts;
+    bool foreign_binaries = false;
   };
   // Takes effect at the next hello; call before Start().
   void Configure(GuestWants wants) { wants_ = std::move(wants); }

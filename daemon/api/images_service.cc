@@ -1,12 +1,18 @@
 #include "daemon/api/images_service.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <filesystem>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "absl/strings/str_join.h"
+#include "common/sizes.h"
 #include "daemon/api/status.h"
+#include "daemon/image/image_fetch.h"
 #include "daemon/loop/channel.h"
 
 namespace cove::daemon::api {
@@ -117,10 +123,27 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
   return grpc::Status::OK;
 }
 
+grpc::Status ImagesService::WriteImported(
+    const std::string& dest, const std::string& name,
+    grpc::ServerWriter<cove::v1::ImportImageResponse>* writer) {
+  auto image = images_.Load(dest, false);
+  if (!image.ok()) return ToGrpc(image.status());
+  image->name = name;
+  cove::v1::ImportImageResponse last;
+  *last.mutable_image() = image->ToProto();
+  writer->Write(last);
+  return grpc::Status::OK;
+}
+
 grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
                                    const cove::v1::ImportImageRequest* req,
                                    grpc::ServerWriter<cove::v1::ImportImageResponse>* writer) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  if (IsUrl(req->path())) return ImportUrl(ctx, req, writer);
+  if (!req->digest().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "--digest is for a URL; a directory is checked against its image.json");
+  }
   cove::v1::ImportImageResponse r;
   r.set_phase("verifying");
   writer->Write(r);
@@ -152,13 +175,68 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
     fs::remove_all(staging, ec);
     return ToGrpc(FileError("cannot copy the image to", staging, err));
   }
-  auto image = images_.Load(dest, false);
-  if (!image.ok()) return ToGrpc(image.status());
-  image->name = name;
-  cove::v1::ImportImageResponse last;
-  *last.mutable_image() = image->ToProto();
-  writer->Write(last);
-  return grpc::Status::OK;
+  return WriteImported(dest, name, writer);
+}
+
+grpc::Status ImagesService::ImportUrl(grpc::ServerContext* ctx,
+                                      const cove::v1::ImportImageRequest* req,
+                                      grpc::ServerWriter<cove::v1::ImportImageResponse>* writer) {
+  const std::string staging =
+      images_.cache_path(absl::StrCat(".download-", ::getpid(), "-", std::rand()));
+  std::error_code ec;
+  fs::create_directories(staging, ec);
+  if (ec) return ToGrpc(FileError("cannot make", staging, ec.value()));
+  // Whatever happens below, nothing stays but a complete, verified image.
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } cleanup{staging};
+  cove::v1::ImportImageResponse r;
+  r.set_phase("downloading");
+  r.set_message(req->path());
+  writer->Write(r);
+  const std::string archive = staging + "/image.tar";
+  absl::Status st = Download(
+      req->path(), archive, req->digest(), [&](uint64_t done, uint64_t total, uint64_t rate) {
+        cove::v1::ImportImageResponse p;
+        p.set_phase("downloading");
+        p.set_message(total > 0 ? absl::StrCat(FormatSize(done), " of ", FormatSize(total), ", ",
+                                               FormatSize(rate), "/s")
+                                : absl::StrCat(FormatSize(done), ", ", FormatSize(rate), "/s"));
+        writer->Write(p);
+        return !ctx->IsCancelled();
+      });
+  if (!st.ok()) return ToGrpc(st);
+  r.set_phase("unpacking");
+  r.set_message(req->digest().empty() ? "no --digest given: only the image's own digests are checked"
+                                      : "sha256 matches --digest");
+  writer->Write(r);
+  auto dir = UnpackImage(archive, staging + "/unpacked");
+  if (!dir.ok()) return ToGrpc(dir.status());
+  ::unlink(archive.c_str());
+  r.set_phase("verifying");
+  r.clear_message();
+  writer->Write(r);
+  auto src = images_.Load(*dir, /*verify_digests=*/true);
+  if (!src.ok()) return ToGrpc(src.status());
+  const std::string name =
+      req->name().empty() ? fs::path(*dir).filename().string() : req->name();
+  if (name.empty() || name == "." || name == ".." || name == "unpacked" ||
+      name.find('/') != std::string::npos || name[0] == '.') {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the archive does not name its image; pass --name NAME");
+  }
+  const std::string dest = images_.cache_path(name);
+  if (fs::exists(dest)) {
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                        absl::StrCat("an image named ", name, " exists; delete it first"));
+  }
+  fs::rename(*dir, dest, ec);
+  if (ec) return ToGrpc(FileError("cannot move the image to", dest, ec.value()));
+  return WriteImported(dest, name, writer);
 }
 
 grpc::Status ImagesService::Delete(grpc::ServerContext* ctx,

@@ -31,7 +31,14 @@ class ImagesService final : public cove::v1::Images::Service {
                       cove::v1::DeleteImageResponse* resp) override;
 
  private:
+  // The last answer of an import: the image now at `dest`, named `name`.
+  grpc::Status WriteImported(const std::string& dest, const std::string& name,
+                             grpc::ServerWriter<cove::v1::ImportImageResponse>* writer);
   absl::StatusOr<std::vector<std::string>> UsersOf(const std::string& path);
+  // Import of an http(s) URL: download (digest checked), unpack, verify,
+  // then into the cache; on any failure nothing is left.
+  grpc::Status ImportUrl(grpc::ServerContext* ctx, const cove::v1::ImportImageRequest* req,
+                         grpc::ServerWriter<cove::v1::ImportImageResponse>* writer);
 
   EventLoop& loop_;
   MachineManager& manager_;

@@ -235,6 +235,8 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       settings.autostart = req->autostart();
     } else if (path == "accel") {
       settings.accel = req->accel();
+    } else if (path == "foreign_binaries") {
+      settings.no_foreign_binaries = req->no_foreign_binaries();
     } else if (path == "cpus") {
       settings.cpus = req->cpus();
     } else if (path == "memory") {

@@ -185,6 +185,8 @@ void Machine::StartAgentLink() {
               },
           .on_watched_dirs =
               [this](const cove::agent::v1::WatchedDirs& dirs) { mounts_->OnWatchedDirs(dirs); },
+          .on_emulation =
+              [this](const cove::agent::v1::Emulation& e) { OnEmulation(e); },
       });
   std::vector<cove::agent::v1::ReverseSocket> reverse;
   for (const auto& r : record_.spec().reverse_sockets()) {
@@ -195,7 +197,8 @@ void Machine::StartAgentLink() {
   }
   agent_->Configure({.services = WantedServices(),
                      .reverse_sockets = std::move(reverse),
-                     .mounts = mounts_->GuestMounts()});
+                     .mounts = mounts_->GuestMounts(),
+                     .foreign_binaries = !record_.spec().no_foreign_binaries()});
   agent_->Start();
 }
 
@@ -221,6 +224,27 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
     start_progress_(cove::v1::START_PHASE_STARTING_RUNTIME,
                     absl::StrCat("guest agent up after ", SteadyNowMs() - launch_ms_,
                                  " ms; waiting for ", RuntimeService()));
+  }
+}
+
+void Machine::OnEmulation(const cove::agent::v1::Emulation& emulation) {
+  record_.clear_binfmt_handlers();
+  record_.clear_emulated();
+  for (const std::string& h : emulation.handlers()) {
+    if (record_.binfmt_handlers_size() == kMaxGuestServices) break;
+    record_.add_binfmt_handlers(Bounded(h));
+  }
+  for (const auto& p : emulation.processes()) {
+    if (record_.emulated_size() == kMaxGuestListeners) break;
+    auto* out = record_.add_emulated();
+    out->set_pid(p.pid());
+    out->set_comm(Bounded(p.comm()));
+    out->set_arch(Bounded(p.arch()));
+    out->set_cgroup(Bounded(p.cgroup()));
+    out->set_rss_bytes(p.rss_bytes());
+  }
+  if (!emulation.error().empty()) {
+    spdlog::warn("{}: foreign binaries: {}", name(), Bounded(emulation.error()));
   }
 }
 
@@ -406,6 +430,8 @@ void Machine::OnVmExit(const VmExit& exit) {
   }
   record_.set_pid(0);
   record_.clear_guest();
+  record_.clear_binfmt_handlers();
+  record_.clear_emulated();
   mounts_->Release();
   RemoveRunFiles();
   life_check_.Stop();
@@ -456,7 +482,7 @@ void Machine::Adopt() {
   if (s != cove::v1::MACHINE_STATE_RUNNING && s != cove::v1::MACHINE_STATE_STARTING &&
       s != cove::v1::MACHINE_STATE_STOPPING) {
     if (record_.has_spec()) {  // left by a crash
-      mounts_->Release();
+      mounts_->ReleaseLeftovers();
       RemoveRunFiles();
     }
     return;
@@ -468,7 +494,7 @@ void Machine::Adopt() {
   if (!vm.ok()) {
     record_.set_pid(0);
     record_.clear_guest();
-    mounts_->Release();
+    mounts_->ReleaseLeftovers();
     RemoveRunFiles();
     SetState(
         cove::v1::MACHINE_STATE_STOPPED,
@@ -508,19 +534,8 @@ void Machine::RemoveRunFiles() const {
 }
 
 std::string Machine::SerialTail() const {
-  // Only the end: the console log of a long-running guest can be large.
-  std::ifstream in(record_.paths().serial_log(), std::ios::binary);
-  if (!in) return "(no console output)";
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  const std::streamoff from = std::max<std::streamoff>(0, size - 16 * 1024);
-  in.seekg(from);
-  std::string tail(static_cast<size_t>(size - from), '\0');
-  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-  std::vector<std::string> lines = absl::StrSplit(tail, '\n', absl::SkipWhitespace());
-  if (lines.empty()) return "(no console output)";
-  if (lines.size() > 5) lines.erase(lines.begin(), lines.end() - 5);
-  return absl::StrJoin(lines, " | ");
+  const std::string tail = TailLines(record_.paths().serial_log(), 5);
+  return tail.empty() ? "(no console output)" : tail;
 }
 
 }  // namespace cove::daemon

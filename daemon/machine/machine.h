@@ -91,6 +91,7 @@ class Machine {
     std::optional<std::pair<cove::v1::RestartPolicy, uint32_t>> restart;  // policy, limit
     std::optional<bool> autostart;
     std::optional<cove::v1::Accel> accel;  // applies at the next start
+    std::optional<bool> no_foreign_binaries;  // applies at the next start
     // Resolved already (ResolveMounts); only while stopped.
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::Mount>> mounts;
     std::optional<bool> no_mounts;
@@ -141,6 +142,7 @@ class Machine {
   void StartAgentLink();
   void OnHello(const cove::agent::v1::Hello& hello);
   void OnServiceStatus(const cove::agent::v1::ServiceStatus& status);
+  void OnEmulation(const cove::agent::v1::Emulation& emulation);
   std::optional<StreamCallbacks> OnGuestOpen(uint32_t id, const cove::agent::v1::StreamOpen& what);
   // The runtime answers and every mount is in place: the machine is running
   // (from starting). A failed mount fails the start.

@@ -81,6 +81,7 @@ absl::Status Machine::ChangeSettings(const Settings& settings) {
           spec.set_max_restarts(settings.restart->second);
         }
         if (settings.autostart) spec.set_autostart(*settings.autostart);
+        if (settings.no_foreign_binaries) spec.set_no_foreign_binaries(*settings.no_foreign_binaries);
         if (settings.mounts || settings.no_mounts) {
           if (auto st = RequireStopped("mounts"); !st.ok()) return st;
           if (settings.mounts) *spec.mutable_mounts() = *settings.mounts;

@@ -154,15 +154,21 @@ void Machine::ContinueStart(uint32_t timeout_s) {
     if (arch != HostArch()) {
       return Boot(
           cove::v1::ACCEL_TCG, "", false,
-          absl::StrCat("auto: a ", arch, " guest on a ", HostArch(), " host is emulated (tcg)"));
+          absl::StrCat("auto: an ", arch, " guest on this ", HostArch(),
+                       " host is emulated, every instruction (tcg)"));
     }
   }
   start_progress_(cove::v1::START_PHASE_PROBING_ACCEL, "choosing the accelerator");
   std::weak_ptr<bool> alive = alive_;
+  const uint64_t attempt = start_attempt_;
   env_.accel.Resolve(
-      arch, [this, alive, requested, automatic](absl::StatusOr<qemu::AccelReport> report) {
+      arch, [this, alive, requested, automatic, attempt](absl::StatusOr<qemu::AccelReport> report) {
         if (alive.expired()) return;  // deleted while the probe ran
-        if (state() != cove::v1::MACHINE_STATE_STARTING || vm_) return;  // cancelled meanwhile
+        // Cancelled meanwhile, and maybe another start began: that one has
+        // its own deadline and waits for the probe itself.
+        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || vm_) {
+          return;
+        }
         if (!report.ok()) return FailStart(std::string(report.status().message()));
         if (!automatic) {
           // The user insists: no fallback, but the boot's own checks still fail
@@ -249,7 +255,10 @@ void Machine::Boot(cove::v1::Accel accel, const std::string& cpu, bool on_trial,
   guest_seen_ = false;
   runtime_ready_ = false;
   auto vm = env_.driver.Launch(spec, MakeVmCallbacks());
-  if (!vm.ok()) return FailStart(std::string(vm.status().message()));
+  if (!vm.ok()) {
+    mounts_->Release();  // the virtiofsds started for it
+    return FailStart(std::string(vm.status().message()));
+  }
   vm_ = *std::move(vm);
   record_.set_pid(vm_->pid());
   record_.set_accel_in_use(accel);

@@ -135,8 +135,10 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
     if (listeners_.last_process_event_ms() != process_event_ms_) {
       process_event_ms_ = listeners_.last_process_event_ms();
       mounts_.OnProcessEvents(process_event_ms_);
+      emulation_.OnProcessEvent(process_event_ms_);
     }
     if (session.greeted) ReportWatchedDirs(session, false);
+    if (session.greeted) ReportEmulation(session, false);
     Pump(conn, session);
   }
   if (session.greeted) {
@@ -181,6 +183,7 @@ int Agent::PollTimeoutMs(const Session* session) const {
   if (session != nullptr && session->greeted) {
     timeout = std::min<int64_t>(timeout, listeners_.next_due_ms() - now);
     timeout = std::min<int64_t>(timeout, mounts_.NextDueMs() - now);
+    timeout = std::min<int64_t>(timeout, emulation_.NextDueMs() - now);
   }
   return static_cast<int>(std::clamp<int64_t>(timeout, 0, kMaxPollMs));
 }
@@ -263,6 +266,14 @@ void Agent::ReportWatchedDirs(Session& session, bool force) {
   for (v1::WatchedDirs& dirs : mounts_.TakeWatchedDirs(NowMs(), force)) {
     v1::GuestToHost msg;
     *msg.mutable_watched_dirs() = std::move(dirs);
+    Send(session, msg);
+  }
+}
+
+void Agent::ReportEmulation(Session& session, bool force) {
+  if (auto report = emulation_.Take(NowMs(), force)) {
+    v1::GuestToHost msg;
+    *msg.mutable_emulation() = std::move(*report);
     Send(session, msg);
   }
 }
@@ -357,12 +368,15 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
     *msg.mutable_mount_status() = std::move(status);
     Send(session, msg);
   }
+  // Before the services too: their containers may be of another platform.
+  emulation_.Configure(hello.foreign_binaries());
   session.streams.SetReverseSockets(std::vector<v1::ReverseSocket>(hello.reverse_sockets().begin(),
                                                                    hello.reverse_sockets().end()));
   // The host's view of the services and listeners is rebuilt from scratch
   // each session.
   if (first) ReportListeners(session, true);
   if (first) ReportWatchedDirs(session, true);
+  if (first) ReportEmulation(session, true);
   if (first) {
     for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
       v1::GuestToHost msg;

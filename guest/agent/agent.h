@@ -15,6 +15,7 @@
 #include "common/stream_mux.h"
 #include "cove/agent/v1/agent.pb.h"
 #include "guest/agent/control.h"
+#include "guest/agent/emulation.h"
 #include "guest/agent/link_connection.h"
 #include "guest/agent/listeners.h"
 #include "guest/agent/mounts.h"
@@ -91,6 +92,8 @@ class Agent {
   void ReportListeners(Session& session, bool force);
   // Scans for watched directories in cove mounts when due (or `force`) and
   // sends the sets that changed (all with `force`).
+  // Sends the foreign-binary report when it changed (or `force`).
+  void ReportEmulation(Session& session, bool force);
   void ReportWatchedDirs(Session& session, bool force);
 
   // Sleeps the current backoff, still supervising; false when stop_fd fired.
@@ -106,6 +109,7 @@ class Agent {
   int child_fd_;
   Supervisor supervisor_;
   ListenerWatcher listeners_;
+  Emulation emulation_;         // binfmt handlers: registered once, for the boot
   CoveMounts mounts_;           // mounts outlive sessions: they last for the boot
   Session* current_ = nullptr;  // the live session, if any
   uint64_t heartbeat_seq_ = 0;

@@ -210,7 +210,9 @@ std::string DescribeMountError(FsType type, const std::string& tag, const std::s
   switch (err) {
     case ENODEV:
       hint = fs_known ? "is the " + std::string(device) + " device missing?"
-                      : "this guest kernel has no " + fstype + " file system";
+                      : "this guest kernel has no " + fstype +
+                            " file system: mount another way (--mount-type), or none "
+                            "(cove set NAME --mount none)";
       break;
     case EINVAL:  // virtiofs: no device with that tag
     case ENOENT:  // 9p: no channel with that tag

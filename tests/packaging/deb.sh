@@ -28,6 +28,11 @@ grep -qx "ExecStart=/usr/bin/coved" "$root/usr/lib/systemd/user/coved.service" |
 grep -qx "ListenStream=%h/.cove/coved.sock" "$root/usr/lib/systemd/user/coved.socket" || fail "socket unit path"
 "$root/usr/bin/coved" --version | grep -q . || fail "the packaged coved does not run"
 file "$root/usr/lib/cove/cove-agent" | grep -q "statically linked" || fail "cove-agent is not static"
+# Both agents: the other architecture's for foreign guests (cove create --arch).
+case $(uname -m) in x86_64) other=aarch64 other_file="ARM aarch64" ;; *) other=x86_64 other_file="x86-64" ;; esac
+grep -qx "./usr/lib/cove/cove-agent-$other" <<<"$contents" || fail "cove-agent-$other is not in the package"
+file "$root/usr/lib/cove/cove-agent-$other" | grep -q "$other_file.*statically linked" ||
+  fail "cove-agent-$other: $(file "$root/usr/lib/cove/cove-agent-$other")"
 
 # The installed coved finds its agent beside it (lib/cove) and its image
 # builder (share/cove): start one on a scratch home and ask it.

@@ -76,7 +76,8 @@ TEST_CASE("mount errors say what failed and what to check", "[agent][mounts]") {
   CHECK(DescribeMountError(FsType::kVirtiofs, "cove0", "/home/u", ENODEV, true) ==
         "mount virtiofs cove0 on /home/u: No such device (is the virtiofs device missing?)");
   CHECK(DescribeMountError(FsType::kNineP, "cove1", "/srv", ENODEV, false) ==
-        "mount 9p cove1 on /srv: No such device (this guest kernel has no 9p file system)");
+        "mount 9p cove1 on /srv: No such device (this guest kernel has no 9p file system: mount "
+        "another way (--mount-type), or none (cove set NAME --mount none))");
   CHECK(DescribeMountError(FsType::kVirtiofs, "cove0", "/home/u", EINVAL, true) ==
         "mount virtiofs cove0 on /home/u: Invalid argument (is there a virtiofs device with the "
         "tag cove0?)");

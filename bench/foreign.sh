@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Foreign architectures, in one run on one machine: an aarch64 machine's
+# start next to an x86_64 one's (median of RUNS), and one CPU-bound workload
+# (sha256 and gzip of the same 64 MiB) three ways: natively in an x86_64
+# machine, in an arm64 container under binfmt (qemu-user) in that machine,
+# and natively in the aarch64 machine (the whole machine emulated). The
+# ratios are the cost figures `cove doctor` quotes. Writes markdown to stdout.
+#
+#   bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+x86_image=${1:?usage: bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS]}
+arm_image=${2:?usage: bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS]}
+runs=${3:-3}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
+
+bench_start_coved
+
+echo "## Foreign architectures, run of $(date -u +%FT%TZ)"
+echo
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
+echo "$(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r), $(qemu-system-x86_64 --version | head -1),"
+echo "$(qemu-system-aarch64 --version | head -1). Guests: 2 vCPUs, 1 GiB, containerd, no mounts; accel $(cove version --json | jq -r .auto_accel)."
+echo
+
+cove create x64 --image "$x86_image" --cpus 2 --memory 1GiB --disk 4 --mount none >/dev/null
+cove create a64 --arch aarch64 --image "$arm_image" --cpus 2 --memory 1GiB --disk 4 --mount none >/dev/null
+for m in x64 a64; do
+  : >"$COVE_HOME/start.$m"
+  for r in $(seq "$runs"); do
+    begin=$(date +%s%N)
+    cove start "$m" >/dev/null 2>&1
+    echo $((($(date +%s%N) - begin) / 1000000)) >>"$COVE_HOME/start.$m"
+    [ "$r" = "$runs" ] || cove stop "$m" >/dev/null 2>&1
+  done
+done
+x_start=$(median <"$COVE_HOME/start.x64")
+a_start=$(median <"$COVE_HOME/start.a64")
+echo "| start, \`cove start\` to running (median of $runs) | ms |"
+echo "|---|---|"
+echo "| x86_64 machine | $x_start |"
+echo "| aarch64 machine (every instruction emulated) | $a_start ($(ratio "$a_start" "$x_start")x) |"
+echo
+
+# The workload: sha256 and gzip of 64 MiB of the same pseudo-random data
+# (busybox, so the same program in each place), timed inside the guest.
+arm_tar="$COVE_HOME/busybox-arm64.tar"
+"$src/tests/images/make-test-image" "$arm_tar" --arch arm64 --name cove.test/busybox-arm64:latest 2>/dev/null
+ctr_tool=${COVE_CTR:-$src/build/test-tools/ctr}
+[ -x "$ctr_tool" ] || "$src/tests/tools/fetch-ctr" "$ctr_tool" >/dev/null
+for m in x64 a64; do
+  "$ctr_tool" --address "$(cove inspect $m --json | jq -r .sockets.containerd)" images import \
+    --platform linux/arm64 "$arm_tar" >/dev/null
+done
+work='head -c 67108864 /dev/urandom > /tmp/w.bin 2>/dev/null || true
+a=$(date +%s%N); sha256sum /tmp/w.bin >/dev/null; b=$(date +%s%N); gzip -c /tmp/w.bin >/dev/null; c=$(date +%s%N)
+echo $(( (b - a) / 1000000 )) $(( (c - b) / 1000000 ))'
+declare -A sha gz
+measure() {  # KEY MACHINE [container]
+  local key=$1 m=$2 how=${3:-} r out
+  : >"$COVE_HOME/w.$key"
+  for r in $(seq "$runs"); do
+    if [ "$how" = container ]; then
+      out=$(cove exec "$m" -- ctr run --rm --platform linux/arm64 cove.test/busybox-arm64:latest \
+        "w-$key-$r" sh -c "$work")
+    else
+      out=$(cove exec "$m" -- sh -c "$work")
+    fi
+    echo "$out" >>"$COVE_HOME/w.$key"
+  done
+  sha[$key]=$(awk '{print $1}' "$COVE_HOME/w.$key" | median)
+  gz[$key]=$(awk '{print $2}' "$COVE_HOME/w.$key" | median)
+}
+measure native x64
+measure binfmt x64 container
+measure machine a64
+echo "| sha256 and gzip of 64 MiB (median of $runs) | sha256 (ms) | gzip (ms) | against native |"
+echo "|---|---|---|---|"
+echo "| x86_64 machine, natively | ${sha[native]} | ${gz[native]} | 1x |"
+echo "| arm64 container in the x86_64 machine (qemu-user, binfmt) | ${sha[binfmt]} | ${gz[binfmt]} | sha256 $(ratio "${sha[binfmt]}" "${sha[native]}")x, gzip $(ratio "${gz[binfmt]}" "${gz[native]}")x |"
+echo "| aarch64 machine (qemu-system, tcg) | ${sha[machine]} | ${gz[machine]} | sha256 $(ratio "${sha[machine]}" "${sha[native]}")x, gzip $(ratio "${gz[machine]}" "${gz[native]}")x |"
+echo
+echo "(the x86_64 machine itself runs under $(cove inspect x64 --json | jq -r .accel): on a host with kvm, native is far faster and the ratios larger)"
+cove stop x64 >/dev/null 2>&1
+cove stop a64 >/dev/null 2>&1

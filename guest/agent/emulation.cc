@@ -1,0 +1,55 @@
+#include "guest/agent/emulation.h"
+
+#include <climits>
+
+#include "guest/agent/log.h"
+
+namespace cove::agent {
+
+void Emulation::Configure(bool wanted) {
+  if (!wanted || registered_) return;
+  registered_ = true;
+  binfmt_ = RegisterBinfmt();
+  for (const BinfmtHandler& h : binfmt_.handlers) {
+    Log("binfmt: %s runs %s binaries through %s", h.name.c_str(), h.arch.c_str(),
+        h.interpreter.c_str());
+  }
+  if (!binfmt_.error.empty()) Log("binfmt: %s", binfmt_.error.c_str());
+  due_ms_ = 0;
+}
+
+void Emulation::OnProcessEvent(int64_t now_ms) {
+  if (binfmt_.handlers.empty()) return;
+  due_ms_ = std::min(due_ms_, now_ms + kAfterEventMs);
+}
+
+int64_t Emulation::NextDueMs() const {
+  return registered_ && !binfmt_.handlers.empty() ? due_ms_ : INT64_MAX;
+}
+
+std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force) {
+  if (!registered_) return std::nullopt;
+  if (!force && now_ms < due_ms_) return std::nullopt;
+  due_ms_ = now_ms + kIdleMs;
+  v1::Emulation report;
+  for (const BinfmtHandler& h : binfmt_.handlers) {
+    report.add_handlers(h.name + " (" + h.arch + ", " + h.interpreter + ")");
+  }
+  report.set_error(binfmt_.error);
+  // What changes the report is which processes run emulated, not their RSS.
+  std::string key = report.SerializeAsString();
+  for (const EmulatedProcessInfo& p : ScanEmulated(binfmt_.handlers, kMaxProcesses)) {
+    v1::EmulatedProcess* out = report.add_processes();
+    out->set_pid(static_cast<uint32_t>(p.pid));
+    out->set_comm(p.comm);
+    out->set_arch(p.arch);
+    out->set_cgroup(p.cgroup);
+    out->set_rss_bytes(p.rss_bytes);
+    key += std::to_string(p.pid) + p.arch + p.cgroup + ";";
+  }
+  if (!force && key == last_sent_) return std::nullopt;
+  last_sent_ = key;
+  return report;
+}
+
+}  // namespace cove::agent

@@ -1,0 +1,38 @@
+// The agent's side of foreign binaries: registers the image's binfmt
+// handlers once a host asks for them, and reports which processes run
+// through them (GuestToHost.emulation), looked at after processes start or
+// exit and every kIdleMs otherwise. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cove/agent/v1/agent.pb.h"
+#include "guest/agent/binfmt.h"
+
+namespace cove::agent {
+
+class Emulation {
+ public:
+  static constexpr int64_t kAfterEventMs = 1000;
+  static constexpr int64_t kIdleMs = 10000;
+  static constexpr size_t kMaxProcesses = 256;
+
+  // From each HostHello. Registers on the first `wanted`.
+  void Configure(bool wanted);
+  void OnProcessEvent(int64_t now_ms);
+  int64_t NextDueMs() const;
+  // The report to send, if it changed since the last (every time with
+  // `force`, as at the start of a session).
+  std::optional<v1::Emulation> Take(int64_t now_ms, bool force);
+
+ private:
+  bool registered_ = false;
+  BinfmtResult binfmt_;
+  int64_t due_ms_ = 0;
+  std::string last_sent_;  // serialized, to tell a change
+};
+
+}  // namespace cove::agent
