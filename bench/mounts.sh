@@ -25,6 +25,7 @@ mkdir -p "$work/vfs" "$work/p9"
 cove create bench --image "$image" --cpus 2 --memory 2GiB --disk 8 \
   --mount "$work/vfs:/bench/vfs:virtiofs" --mount "$work/p9:/bench/p9:9p" >/dev/null
 cove start bench 2>/dev/null
+cove exec bench -- mkdir -p /usr/local/bin
 for tool in fsbench:bench/tools/fsbench.c inotify-watch:tests/tools/inotify-watch.c; do
   cc -static -O2 -o "$COVE_HOME/${tool%%:*}" "$src/${tool#*:}"
   cove copy "$COVE_HOME/${tool%%:*}" "bench:/usr/local/bin/${tool%%:*}"
@@ -46,9 +47,10 @@ declare -A fig
 for target in guest:/var/tmp/bench virtiofs:/bench/vfs 9p:/bench/p9; do
   name=${target%%:*} dir=${target#*:}
   for r in $(seq "$runs"); do
-    cove exec bench -- fsbench "$dir" 128 5000 >"$COVE_HOME/fs.$name.$r"
-    cove exec bench -- sh -c "rm -rf $dir/untar && mkdir $dir/untar && a=\$(date +%s%N) &&
-      tar -xf /root/src.tar -C $dir/untar && sync && echo untar_s \$(( (\$(date +%s%N) - a) / 1000000 ))" |
+    cove exec bench -- /usr/local/bin/fsbench "$dir" 128 5000 >"$COVE_HOME/fs.$name.$r"
+    cove exec bench -- sh -c "rm -rf $dir/untar && mkdir $dir/untar && a=\$(cut -d' ' -f1 /proc/uptime) &&
+      tar -xf /root/src.tar -C $dir/untar && sync && b=\$(cut -d' ' -f1 /proc/uptime) &&
+      awk -v a=\$a -v b=\$b 'BEGIN {printf \"untar_s %d\\n\", (b - a) * 1000}'" |
       awk '{printf "untar_s %.3f\n", $2 / 1000}' >>"$COVE_HOME/fs.$name.$r"
     cove exec bench -- rm -rf "$dir/untar"
   done
@@ -84,7 +86,7 @@ for target in virtiofs:vfs:0; do
   IFS=: read -r name sub index <<<"$target"
   mkdir -p "$work/$sub/w"
   out=$COVE_HOME/inotify.$name
-  cove exec bench -- inotify-watch "/bench/$sub/w" >"$out" 2>&1 &
+  cove exec bench -- /usr/local/bin/inotify-watch "/bench/$sub/w" >"$out" 2>&1 &
   watch_pid=$!
   for _ in $(seq 300); do
     [ "$(cove inspect bench --json | jq ".mounts[$index].watched_dirs")" -ge 1 ] && break
