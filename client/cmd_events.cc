@@ -23,6 +23,10 @@ void RegisterEvents(CLI::App& app, Context& ctx, int& exit_code) {
       nlohmann::json j = EventJson(e);
       if (ctx.json) {
         std::cout << j.dump() << std::endl;
+      } else if (e.has_oom_kill()) {
+        // Two lines a person reads: what happened, and what to do.
+        std::cout << j.value("time", "") << "  " << e.machine_name() << "  oom-kill  "
+                  << e.oom_kill().summary() << "\n    fix: " << e.oom_kill().fix() << std::endl;
       } else {
         std::cout << j.value("time", "") << "  " << e.machine_name() << "  "
                   << EventKindName(e.kind()) << "  " << j.value("state", "") << "  " << e.message()

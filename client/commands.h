@@ -16,6 +16,7 @@ void RegisterDelete(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterList(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterInspect(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterEvents(CLI::App& app, Context& ctx, int& exit_code);
+void RegisterDoctor(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterImage(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterVersion(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterExec(CLI::App& app, Context& ctx, int& exit_code);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   RegisterList(app, ctx, exit_code);
   RegisterInspect(app, ctx, exit_code);
   RegisterEvents(app, ctx, exit_code);
+  RegisterDoctor(app, ctx, exit_code);
   RegisterImage(app, ctx, exit_code);
   RegisterVersion(app, ctx, exit_code);
   RegisterExec(app, ctx, exit_code);

@@ -34,6 +34,8 @@ std::string EventKindName(cove::v1::EventKind kind) {
       return "mount";
     case cove::v1::EVENT_KIND_MACHINE_UPDATED:
       return "updated";
+    case cove::v1::EVENT_KIND_MEMORY_PRESSURE:
+      return "memory-pressure";
     default:
       return "unknown";
   }
@@ -140,8 +142,12 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
                              {"comm", p.comm()},
                              {"arch", p.arch()},
                              {"cgroup", p.cgroup()},
+                             {"container_id", p.container_id()},
+                             {"container_name", p.container_name()},
                              {"rss", p.rss_bytes()}});
   }
+  j["oom_kills"] = nlohmann::json::array();
+  for (const auto& k : m.oom_kills()) j["oom_kills"].push_back(OomKillJson(k));
   j["mounts"] = nlohmann::json::array();
   for (int i = 0; i < s.mounts_size(); ++i) {
     const auto& mount = s.mounts(i);
@@ -191,7 +197,15 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
                   {"boot_to_agent_ms", g.boot_to_agent_ms()},
                   {"start_to_ready_ms", g.start_to_ready_ms()},
                   {"mem_total", g.mem_total_bytes()},
-                  {"mem_available", g.mem_available_bytes()}};
+                  {"mem_available", g.mem_available_bytes()},
+                  {"memory_pressure", g.memory_pressure()},
+                  {"disk_total", g.disk_total_bytes()},
+                  {"disk_free", g.disk_free_bytes()},
+                  {"clock_offset_ms", g.clock_offset_ms()}};
+    if (g.psi()) {
+      j["guest"]["psi_some_avg10"] = g.psi_some_avg10();
+      j["guest"]["psi_full_avg10"] = g.psi_full_avg10();
+    }
   }
   return j;
 }
@@ -227,6 +241,26 @@ nlohmann::json EventJson(const cove::v1::Event& e) {
                   {"state", MountStateName(e.mount().state())},
                   {"error", e.mount().error()}};
   }
+  if (e.has_oom_kill()) j["oom_kill"] = OomKillJson(e.oom_kill());
+  return j;
+}
+
+nlohmann::json OomKillJson(const cove::v1::OomKill& k) {
+  nlohmann::json j = {
+      {"pid", k.pid()},
+      {"process", k.process()},
+      {"rss_bytes", k.rss_bytes()},
+      {"scope", k.scope() == cove::v1::OOM_SCOPE_CGROUP ? "cgroup" : "machine"},
+      {"limit_bytes", k.limit_bytes()},
+      {"machine_memory_bytes", k.machine_memory_bytes()},
+      {"cgroup", k.cgroup()},
+      {"container_id", k.container_id()},
+      {"container_name", k.container_name()},
+      {"emulated_arch", k.emulated_arch()},
+      {"summary", k.summary()},
+      {"fix", k.fix()},
+      {"guest_uptime_ms", k.guest_uptime_ms()}};
+  if (k.has_time()) j["time"] = TimeUtil::ToString(k.time());
   return j;
 }
 

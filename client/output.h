@@ -21,6 +21,7 @@ nlohmann::json AccelVerdictsJson(
     const google::protobuf::RepeatedPtrField<cove::v1::AccelVerdict>& verdicts);
 nlohmann::json ImageJson(const cove::v1::Image& image);
 nlohmann::json EventJson(const cove::v1::Event& e);
+nlohmann::json OomKillJson(const cove::v1::OomKill& k);
 nlohmann::json ForwardJson(const cove::v1::Forward& f);
 // One line per forward: proto, host end, guest end, state, connections, why.
 std::string ForwardTable(const cove::v1::Machine& m);

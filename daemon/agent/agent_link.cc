@@ -309,6 +309,9 @@ void AgentLink::OnControl(const std::string& payload) {
     case cove::agent::v1::GuestToHost::kEmulation:
       if (ready_ && callbacks_.on_emulation) callbacks_.on_emulation(msg.emulation());
       break;
+    case cove::agent::v1::GuestToHost::kOomKill:
+      if (ready_ && callbacks_.on_oom_kill) callbacks_.on_oom_kill(msg.oom_kill());
+      break;
     default:
       break;
   }

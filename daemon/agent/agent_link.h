@@ -65,6 +65,9 @@ class AgentLink {
     std::function<void(const cove::agent::v1::WatchedDirs&)> on_watched_dirs;
     // The binfmt handlers and the processes running through them.
     std::function<void(const cove::agent::v1::Emulation&)> on_emulation;
+    // The guest kernel killed a process for want of memory (also this
+    // boot's earlier kills, replayed at the start of a session).
+    std::function<void(const cove::agent::v1::OomKill&)> on_oom_kill;
   };
 
   // Silence after which a connected agent counts as lost (three missed

@@ -1,5 +1,6 @@
 #include "daemon/api/daemon_service.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/version.h"
@@ -13,6 +14,10 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   resp->set_version(kVersion);
   resp->set_home(home_);
+  if (struct statvfs st {}; statvfs(home_.c_str(), &st) == 0) {
+    resp->set_home_total_bytes(static_cast<uint64_t>(st.f_blocks) * st.f_frsize);
+    resp->set_home_free_bytes(static_cast<uint64_t>(st.f_bavail) * st.f_frsize);
+  }
   resp->set_socket(socket_);
   resp->set_host_arch(host_.arch);
   resp->set_host_os(host_.macos ? "darwin" : "linux");

@@ -30,9 +30,8 @@ using google::protobuf::util::TimeUtil;
 // grow machine.json, events or host sockets without limit.
 constexpr int kMaxGuestListeners = 1024;
 constexpr int kMaxGuestServices = 16;
-constexpr size_t kMaxGuestString = 256;
 
-std::string Bounded(const std::string& s) { return s.substr(0, kMaxGuestString); }
+std::string Bounded(const std::string& s) { return BoundedGuestText(s); }
 
 }  // namespace
 
@@ -50,6 +49,18 @@ Machine::Machine(MachineEnv& env, cove::v1::Machine record)
                     .support = env_.driver.mount_support(),
                     .agent = [this]() { return agent_.get(); }},
       [this](const cove::v1::MountInfo& mount) { OnMountChanged(mount); });
+  health_ = std::make_unique<GuestHealth>(
+      record_.name(), record_,
+      [this](cove::v1::EventKind kind, const std::string& message, const cove::v1::OomKill* kill) {
+        cove::v1::Event event;
+        event.set_kind(kind);
+        event.set_machine_name(name());
+        *event.mutable_machine() = view();
+        event.set_message(message);
+        if (kill != nullptr) *event.mutable_oom_kill() = *kill;
+        env_.events.Publish(std::move(event));
+        Persist();  // the kills survive a coved restart, for the dedup of replays
+      });
 }
 
 Machine::~Machine() {
@@ -137,10 +148,8 @@ void Machine::StartAgentLink() {
           .on_hello = [this](const cove::agent::v1::Hello& h) { OnHello(h); },
           .on_heartbeat =
               [this](const cove::agent::v1::Heartbeat& hb) {
-                auto* g = record_.mutable_guest();
-                g->set_mem_total_bytes(hb.mem_total_bytes());
-                g->set_mem_available_bytes(hb.mem_available_bytes());
-                *g->mutable_last_heartbeat() = TimeUtil::GetCurrentTime();
+                health_->OnHeartbeat(hb, TimeUtil::TimestampToMilliseconds(
+                                             TimeUtil::GetCurrentTime()));
               },
           .on_lost =
               [this](const std::string& why) {
@@ -187,6 +196,11 @@ void Machine::StartAgentLink() {
               [this](const cove::agent::v1::WatchedDirs& dirs) { mounts_->OnWatchedDirs(dirs); },
           .on_emulation =
               [this](const cove::agent::v1::Emulation& e) { OnEmulation(e); },
+          .on_oom_kill =
+              [this](const cove::agent::v1::OomKill& kill) {
+                health_->OnOomKill(kill, static_cast<int64_t>(SteadyNowMs()),
+                                   TimeUtil::TimestampToMilliseconds(TimeUtil::GetCurrentTime()));
+              },
       });
   std::vector<cove::agent::v1::ReverseSocket> reverse;
   for (const auto& r : record_.spec().reverse_sockets()) {
@@ -209,6 +223,7 @@ void Machine::OnHello(const cove::agent::v1::Hello& hello) {
   g->set_arch(Bounded(hello.arch()));
   g->set_boot_to_agent_ms(hello.boot_to_agent_ms());
   *g->mutable_last_heartbeat() = TimeUtil::GetCurrentTime();
+  health_->OnHello(hello, static_cast<int64_t>(SteadyNowMs()));
   guest_seen_ = true;
   life_check_.Stop();
   cove::v1::Event event;
@@ -242,6 +257,8 @@ void Machine::OnEmulation(const cove::agent::v1::Emulation& emulation) {
     out->set_arch(Bounded(p.arch()));
     out->set_cgroup(Bounded(p.cgroup()));
     out->set_rss_bytes(p.rss_bytes());
+    out->set_container_id(Bounded(p.container_id()));
+    out->set_container_name(Bounded(p.container_name()));
   }
   if (!emulation.error().empty()) {
     spdlog::warn("{}: foreign binaries: {}", name(), Bounded(emulation.error()));
@@ -432,6 +449,7 @@ void Machine::OnVmExit(const VmExit& exit) {
   record_.clear_guest();
   record_.clear_binfmt_handlers();
   record_.clear_emulated();
+  health_->Clear();
   mounts_->Release();
   RemoveRunFiles();
   life_check_.Stop();
@@ -494,6 +512,7 @@ void Machine::Adopt() {
   if (!vm.ok()) {
     record_.set_pid(0);
     record_.clear_guest();
+    health_->Clear();
     mounts_->ReleaseLeftovers();
     RemoveRunFiles();
     SetState(

@@ -32,6 +32,7 @@
 #include "daemon/machine/accel_resolver.h"
 #include "daemon/machine/event_bus.h"
 #include "daemon/machine/exec_session.h"
+#include "daemon/machine/guest_health.h"
 #include "daemon/mount/mount_set.h"
 #include "daemon/store/machine_store.h"
 
@@ -186,6 +187,7 @@ class Machine {
   std::vector<std::unique_ptr<SocketForward>> socket_forwards_;
   std::unique_ptr<PortForwarder> ports_;
   std::unique_ptr<MountSet> mounts_;
+  std::unique_ptr<GuestHealth> health_;
   // The agent's last listener set of this boot, kept for when ports_ opens.
   cove::agent::v1::Listeners listeners_;
   std::map<uint32_t, std::shared_ptr<ExecSession>> execs_;  // by stdout stream id

@@ -219,7 +219,9 @@ LaunchSpec Machine::MakeLaunchSpec(cove::v1::Accel accel, const std::string& cpu
   const std::string base =
       image.ok() ? image->kernel_cmdline : "console=ttyS0 root=/dev/vda rw quiet";
   if (image.ok()) spec.kernel = image->kernel;
-  spec.cmdline = absl::StrCat(base, " cove.hostname=", name());
+  // psi=1: memory pressure for Machine.guest (Debian's kernels build PSI
+  // but leave it off unless asked).
+  spec.cmdline = absl::StrCat(base, " psi=1 cove.hostname=", name());
   // Benchmarks only (bench/ports.sh): QEMU's own forwards as the peer.
   if (const char* fwds = std::getenv("COVE_BENCH_HOSTFWD"); fwds != nullptr && *fwds != '\0') {
     spec.user_net_hostfwds = absl::StrSplit(fwds, ' ', absl::SkipEmpty());

@@ -54,6 +54,7 @@ Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int chil
         }
       }) {
   listeners_.OpenProcessEvents();
+  if (!options_.kernel_log.empty()) oom_.Open(options_.kernel_log.c_str());
 }
 
 Agent::Session::Session(Agent& agent)
@@ -207,6 +208,9 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   // Guest writes to cove mounts, for echo suppression.
   const int writes_fd = mounts_.PollFd(NowMs());
   if (writes_fd >= 0) fds.push_back({writes_fd, POLLIN, 0});
+  const int writes_index = static_cast<int>(fds.size()) - 1;
+  const int kmsg_fd = oom_.fd();
+  if (kmsg_fd >= 0) fds.push_back({kmsg_fd, POLLIN, 0});
   int n = poll(fds.data(), fds.size(), PollTimeoutMs(&session));
   if (n < 0) {
     if (errno == EINTR) return true;
@@ -223,7 +227,8 @@ bool Agent::PollOnce(LinkConnection& conn, Session& session) {
   if (events_fd >= 0 && (fds[events_index].revents & POLLIN)) {
     listeners_.OnProcessEvents(NowMs());
   }
-  if (writes_fd >= 0 && (fds.back().revents & POLLIN)) mounts_.OnGuestWrites(NowMs());
+  if (writes_fd >= 0 && (fds[writes_index].revents & POLLIN)) mounts_.OnGuestWrites(NowMs());
+  if (kmsg_fd >= 0 && (fds.back().revents & POLLIN)) ReadKernelLog(&session);
   const short revents = fds[0].revents;
   if (revents & POLLIN) {
     // Read before acting on POLLHUP: a peer that closed may have left data.
@@ -271,11 +276,29 @@ void Agent::ReportWatchedDirs(Session& session, bool force) {
 }
 
 void Agent::ReportEmulation(Session& session, bool force) {
-  if (auto report = emulation_.Take(NowMs(), force)) {
+  if (auto report = emulation_.Take(NowMs(), force, containers_)) {
     v1::GuestToHost msg;
     *msg.mutable_emulation() = std::move(*report);
     Send(session, msg);
   }
+}
+
+void Agent::ReadKernelLog(Session* session) {
+  for (v1::OomKill& kill : oom_.OnReadable()) {
+    if (session == nullptr || !session->greeted) continue;  // in the history for the next one
+    v1::GuestToHost msg;
+    *msg.mutable_oom_kill() = std::move(kill);
+    Send(*session, msg);
+  }
+}
+
+void Agent::EnrichOomKill(v1::OomKill& kill) {
+  kill.set_mem_total_bytes(ReadMemInfo().total_bytes);
+  if (auto container = containers_.Resolve(kill.task_cgroup())) {
+    kill.set_container_id(container->id);
+    kill.set_container_name(container->name);
+  }
+  kill.set_emulated_arch(emulation_.ArchOf(kill.pid()));
 }
 
 void Agent::ReapChildren(Session* session) {
@@ -377,6 +400,15 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
   if (first) ReportListeners(session, true);
   if (first) ReportWatchedDirs(session, true);
   if (first) ReportEmulation(session, true);
+  if (first) {
+    // This boot's kills, for a host that was away; then whatever is new.
+    ReadKernelLog(nullptr);
+    for (v1::OomKill& kill : oom_.History()) {
+      v1::GuestToHost msg;
+      *msg.mutable_oom_kill() = std::move(kill);
+      Send(session, msg);
+    }
+  }
   if (first) {
     for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
       v1::GuestToHost msg;

@@ -14,11 +14,13 @@
 #include "common/link_frame.h"
 #include "common/stream_mux.h"
 #include "cove/agent/v1/agent.pb.h"
+#include "guest/agent/containers.h"
 #include "guest/agent/control.h"
 #include "guest/agent/emulation.h"
 #include "guest/agent/link_connection.h"
 #include "guest/agent/listeners.h"
 #include "guest/agent/mounts.h"
+#include "guest/agent/oom_watch.h"
 #include "guest/agent/port.h"
 #include "guest/agent/services.h"
 #include "guest/agent/streams.h"
@@ -32,6 +34,9 @@ struct AgentOptions {
   bool poweroff = true;
   // Where supervised services write their output.
   std::string log_dir = "/var/log/cove";
+  // The kernel log to read OOM kills from; empty: none (the agent runs on a
+  // host, in tests).
+  std::string kernel_log = "/dev/kmsg";
 };
 
 class Agent {
@@ -95,6 +100,9 @@ class Agent {
   // Sends the foreign-binary report when it changed (or `force`).
   void ReportEmulation(Session& session, bool force);
   void ReportWatchedDirs(Session& session, bool force);
+  // Reads the kernel log; kills go to the host when a session is greeted.
+  void ReadKernelLog(Session* session);
+  void EnrichOomKill(v1::OomKill& kill);
 
   // Sleeps the current backoff, still supervising; false when stop_fd fired.
   bool SleepBackoff();
@@ -110,6 +118,8 @@ class Agent {
   Supervisor supervisor_;
   ListenerWatcher listeners_;
   Emulation emulation_;         // binfmt handlers: registered once, for the boot
+  ContainerNames containers_;   // cgroup -> container, for kills and emulation
+  OomWatch oom_{[this](v1::OomKill& kill) { EnrichOomKill(kill); }};
   CoveMounts mounts_;           // mounts outlive sessions: they last for the boot
   Session* current_ = nullptr;  // the live session, if any
   uint64_t heartbeat_seq_ = 0;

@@ -46,6 +46,14 @@ v1::GuestToHost MakeHeartbeat(uint64_t seq) {
   heartbeat->set_mem_total_bytes(mem.total_bytes);
   heartbeat->set_mem_available_bytes(mem.available_bytes);
   heartbeat->set_load1_x100(ReadLoad1x100());
+  Pressure pressure = ReadMemoryPressure();
+  heartbeat->set_psi(pressure.available);
+  heartbeat->set_psi_some_avg10_x100(pressure.some_avg10_x100);
+  heartbeat->set_psi_full_avg10_x100(pressure.full_avg10_x100);
+  DiskUse disk = ReadDiskUse();
+  heartbeat->set_disk_total_bytes(disk.total_bytes);
+  heartbeat->set_disk_free_bytes(disk.free_bytes);
+  heartbeat->set_unix_time_ms(ClockMs(CLOCK_REALTIME));
   return message;
 }
 

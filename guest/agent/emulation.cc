@@ -27,7 +27,7 @@ int64_t Emulation::NextDueMs() const {
   return registered_ && !binfmt_.handlers.empty() ? due_ms_ : INT64_MAX;
 }
 
-std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force) {
+std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, ContainerNames& names) {
   if (!registered_) return std::nullopt;
   if (!force && now_ms < due_ms_) return std::nullopt;
   due_ms_ = now_ms + kIdleMs;
@@ -38,18 +38,29 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force) {
   report.set_error(binfmt_.error);
   // What changes the report is which processes run emulated, not their RSS.
   std::string key = report.SerializeAsString();
+  arch_of_.clear();
   for (const EmulatedProcessInfo& p : ScanEmulated(binfmt_.handlers, kMaxProcesses)) {
+    arch_of_[static_cast<uint32_t>(p.pid)] = p.arch;
     v1::EmulatedProcess* out = report.add_processes();
     out->set_pid(static_cast<uint32_t>(p.pid));
     out->set_comm(p.comm);
     out->set_arch(p.arch);
     out->set_cgroup(p.cgroup);
     out->set_rss_bytes(p.rss_bytes);
+    if (auto container = names.Resolve(p.cgroup)) {
+      out->set_container_id(container->id);
+      out->set_container_name(container->name);
+    }
     key += std::to_string(p.pid) + p.arch + p.cgroup + ";";
   }
   if (!force && key == last_sent_) return std::nullopt;
   last_sent_ = key;
   return report;
+}
+
+std::string Emulation::ArchOf(uint32_t pid) const {
+  auto it = arch_of_.find(pid);
+  return it == arch_of_.end() ? "" : it->second;
 }
 
 }  // namespace cove::agent

@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cove/agent/v1/agent.pb.h"
 #include "guest/agent/binfmt.h"
+#include "guest/agent/containers.h"
 
 namespace cove::agent {
 
@@ -25,14 +27,19 @@ class Emulation {
   void OnProcessEvent(int64_t now_ms);
   int64_t NextDueMs() const;
   // The report to send, if it changed since the last (every time with
-  // `force`, as at the start of a session).
-  std::optional<v1::Emulation> Take(int64_t now_ms, bool force);
+  // `force`, as at the start of a session). Containers are named through
+  // `names`.
+  std::optional<v1::Emulation> Take(int64_t now_ms, bool force, ContainerNames& names);
+  // The architecture `pid` was built for if the last look saw it run
+  // emulated, else "".
+  std::string ArchOf(uint32_t pid) const;
 
  private:
   bool registered_ = false;
   BinfmtResult binfmt_;
   int64_t due_ms_ = 0;
   std::string last_sent_;  // serialized, to tell a change
+  std::map<uint32_t, std::string> arch_of_;  // the last look's processes
 };
 
 }  // namespace cove::agent

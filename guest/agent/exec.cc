@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "guest/agent/sysinfo.h"
+
 namespace cove::agent {
 namespace {
 
@@ -141,6 +143,7 @@ SpawnedExec SpawnExec(const ExecOptions& options) {
   if (pid == 0) {
     const int ef = status_w.get();
     ResetSignalsInChild();
+    SetOomScoreAdj(0);  // not the agent's -1000: a command is what gets killed
     if (setsid() < 0) ChildFail(ef, kStepSetup, errno);
     int in_fd, out_fd, err_fd;
     if (options.tty) {

@@ -84,6 +84,17 @@ int main(int argc, char** argv) {
   options.channel.port_name = flags.port_name;
   options.heartbeat_ms = flags.heartbeat_ms;
   options.poweroff = flags.poweroff;
+  const bool in_guest = flags.connect_path.empty() && flags.listen_path.empty();
+  if (in_guest) {
+    // A guest out of memory must lose the hog, not the control path: the
+    // kernel never picks the agent. Its children set their own (exec.cc,
+    // services.cc).
+    if (!cove::agent::SetOomScoreAdj(-1000)) {
+      cove::agent::Log("cannot protect the agent from the OOM killer: %s", std::strerror(errno));
+    }
+  } else {
+    options.kernel_log.clear();  // on a host (tests): not that kernel's kills
+  }
   cove::agent::Agent agent(std::move(options), cove::agent::CurrentIdentity(boot_to_agent_ms),
                            stop_fd, child_fd);
   return agent.Run();

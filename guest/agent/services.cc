@@ -17,7 +17,9 @@
 
 #include "guest/agent/exec.h"
 #include "guest/agent/log.h"
+#include "guest/agent/sysinfo.h"
 #include "guest/agent/unique_fd.h"
+#include "guest/agent/unix_http.h"
 
 namespace cove::agent {
 namespace {
@@ -26,12 +28,13 @@ const std::vector<ServiceDef>& KnownServices() {
   static const std::vector<ServiceDef> defs = {
       // Configuration lives in the image: /etc/containerd/config.toml and
       // /etc/docker/daemon.json (which points dockerd at this containerd).
-      {"containerd", {"containerd"}, "/run/containerd/containerd.sock", "", ""},
+      {"containerd", {"containerd"}, "/run/containerd/containerd.sock", "", "", -999},
       {"dockerd",
        {"dockerd", "--host=unix:///run/docker.sock"},
        "/run/docker.sock",
        "/_ping",
-       "containerd"},
+       "containerd",
+       -500},
   };
   return defs;
 }
@@ -42,26 +45,9 @@ const std::vector<ServiceDef>& KnownServices() {
 constexpr int kPingTimeoutMs = 200;
 
 bool SocketAnswers(const std::string& path, const std::string& http_path) {
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return false;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  timeval tv{0, kPingTimeoutMs * 1000};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return false;
-  if (http_path.empty()) return true;
-  const std::string request = "GET " + http_path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  if (write(fd.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
-    return false;
-  }
-  char buf[64];
-  ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
-  if (n < 12) return false;
-  buf[n] = '\0';
-  return std::strncmp(buf, "HTTP/1.", 7) == 0 && std::strncmp(buf + 9, "200", 3) == 0;
+  if (http_path.empty()) return UnixConnect(path, kPingTimeoutMs).valid();
+  auto response = UnixHttpGet(path, http_path, kPingTimeoutMs, 64);
+  return response && HttpStatus(*response) == 200;
 }
 
 }  // namespace
@@ -182,6 +168,7 @@ void Supervisor::Start(Service& s, int64_t now_ms) {
   pid_t pid = fork();
   if (pid == 0) {
     ResetSignalsInChild();
+    SetOomScoreAdj(s.def->oom_score_adj);
     setsid();
     int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);

@@ -33,6 +33,9 @@ struct ServiceDef {
   std::string http_ping;
   // Must be READY before this one starts (dockerd needs containerd).
   std::string after;
+  // Its /proc/PID/oom_score_adj: what Debian's systemd units give it, so a
+  // machine out of memory loses a container's process first.
+  int oom_score_adj = 0;
 };
 
 // The services the agent knows how to run; the host names them.

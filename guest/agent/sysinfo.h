@@ -33,4 +33,24 @@ MemInfo ReadMemInfo();
 uint32_t ParseLoad1x100(std::string_view text);
 uint32_t ReadLoad1x100();
 
+// Memory pressure, from text in /proc/pressure/memory format
+// ("some avg10=1.53 avg60=..."): avg10 of "some" and "full" times 100.
+struct Pressure {
+  bool available = false;  // false: no PSI (kernel without it, or psi=0)
+  uint32_t some_avg10_x100 = 0;
+  uint32_t full_avg10_x100 = 0;
+};
+Pressure ParsePressure(std::string_view text);
+Pressure ReadMemoryPressure();
+
+struct DiskUse {
+  uint64_t total_bytes = 0;
+  uint64_t free_bytes = 0;  // available to unprivileged users
+};
+DiskUse ReadDiskUse(const char* path = "/");
+
+// Writes /proc/self/oom_score_adj (-1000 never killed .. 1000 killed first);
+// children inherit it. Returns false with errno set when it cannot.
+bool SetOomScoreAdj(int value);
+
 }  // namespace cove::agent
