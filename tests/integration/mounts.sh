@@ -151,7 +151,7 @@ own=$(tail -n +$((n + 1)) "$COVE_HOME/inotify.out" | grep -c "ATTRIB.*own.txt" |
 [ "$own" = 0 ] || fail "the guest's own write came back from the host: $(cat "$COVE_HOME/inotify.out")"
 kill "$WATCH_PID" 2>/dev/null || true
 log "coved killed and restarted: the mounts go on, virtiofsd is re-adopted"
-vpid=$(pgrep -u "$me" -f "virtiofsd.*--shared-dir" | head -1)
+vpid=$(pgrep -u "$me" -f "virtiofsd.*--shared-dir" | sed -n 1p)
 kill -9 "$COVED_PID"
 wait "$COVED_PID" 2>/dev/null || true
 COVED_PID=""
