@@ -16,6 +16,16 @@ cove start "$name" >/dev/null
 export DOCKER_HOST="unix://$(machine_field "$name" .sockets.docker)"
 docker load -i "$(test_image_tar)" >/dev/null
 
+log "memory the guest frees goes back to the host (balloon free page reporting)"
+qemu_rss_mib() { awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$(machine_field "$name" .pid)/status"; }
+cove exec "$name" -- sh -c 'mkdir -p /run/fill && mount -t tmpfs -o size=400m fill /run/fill &&
+  dd if=/dev/zero of=/run/fill/x bs=1M count=384 2>/dev/null'
+filled=$(qemu_rss_mib)
+cove exec "$name" -- sh -c 'rm /run/fill/x && umount /run/fill'
+rss_dropped() { local rss; rss=$(qemu_rss_mib); echo "RSS $rss MiB"; [ "$rss" -le $((filled - 256)) ]; }
+wait_for 30 "qemu's RSS to drop 256 MiB below the $filled MiB it had with 384 MiB filled" rss_dropped
+log "qemu's RSS: $filled MiB filled, $(qemu_rss_mib) MiB after the free"
+
 oom_event() {  # oom_event JQ-CONDITION: an oom-kill event that matches
   jq -e -s "map(select(.kind == \"oom-kill\" and ($1))) | length > 0" "$events" >/dev/null
 }

@@ -77,6 +77,9 @@ std::vector<std::string> BuildQemuArgv(const std::string& qemu_binary, const Lau
   add({"-netdev", netdev});
   add({"-device", absl::StrCat("virtio-net-pci,netdev=", kUserNetId)});
   add({"-device", "virtio-rng-pci"});
+  // Memory the guest frees goes back to the host: the guest's balloon driver
+  // reports free 2 MiB blocks and qemu discards them (docs/diagnosis.md).
+  add({"-device", "virtio-balloon-pci,free-page-reporting=on"});
 
   for (size_t i = 0; i < spec.shares.size(); ++i) {
     const SharedDir& share = spec.shares[i];
