@@ -397,6 +397,18 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
                                                                    hello.reverse_sockets().end()));
   // The host's view of the services and listeners is rebuilt from scratch
   // each session.
+  if (first) {
+    for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
+      v1::GuestToHost msg;
+      *msg.mutable_service_status() = status;
+      Send(session, msg);
+    }
+  }
+  // The runtime first: the host waits for it, and the scans below (every
+  // process's sockets, fds and executable) cost a few hundred ms at boot
+  // under emulation.
+  supervisor_.SetWanted(std::vector<std::string>(hello.services().begin(), hello.services().end()),
+                        NowMs());
   if (first) ReportListeners(session, true);
   if (first) ReportWatchedDirs(session, true);
   if (first) ReportEmulation(session, true);
@@ -409,15 +421,6 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
       Send(session, msg);
     }
   }
-  if (first) {
-    for (const v1::ServiceStatus& status : supervisor_.Statuses()) {
-      v1::GuestToHost msg;
-      *msg.mutable_service_status() = status;
-      Send(session, msg);
-    }
-  }
-  supervisor_.SetWanted(std::vector<std::string>(hello.services().begin(), hello.services().end()),
-                        NowMs());
   backoff_ms_ = kInitialBackoffMs;
   last_problem_.clear();
 }
