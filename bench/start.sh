@@ -60,7 +60,8 @@ done
 # -------------------------------------------------------------- machines
 # agent_ms SERIAL_LOG PATTERN: the guest's uptime (ms) on the agent's last
 # console line that matches.
-agent_ms() { grep -a "cove-agent: \[.*$2" "$1" | tail -n1 | sed -E 's/.*\[ *([0-9]+)\.([0-9]{3})\].*/\1\2/' | sed 's/^0*//'; }
+# Empty when the line is not there (yet): the figure is left out, not the run.
+agent_ms() { { grep -a "cove-agent: \[.*$2" "$1" || true; } | tail -n1 | sed -E 's/.*\[ *([0-9]+)\.([0-9]{3})\].*/\1\2/' | sed 's/^0*//'; }
 declare -A wall agent ready
 for runtime in containerd docker; do
   name=bench-$runtime

@@ -12,6 +12,10 @@ cove create "$name" "${MACHINE_FLAGS[@]}" --runtime docker >/dev/null
 events="$COVE_HOME/events.jsonl"
 cove events "$name" --json >"$events" &
 events_pid=$!
+# The readable form too (a kill is its summary, then the fix), subscribed
+# before anything happens.
+cove events "$name" >"$COVE_HOME/events.txt" 2>&1 &
+readable_pid=$!
 cove start "$name" >/dev/null
 export DOCKER_HOST="unix://$(machine_field "$name" .sockets.docker)"
 docker load -i "$(test_image_tar)" >/dev/null
@@ -43,9 +47,6 @@ jq -r 'select(.kind == "oom-kill") | .message' "$events" | grep -q "container ho
   fail "message: $(jq -r 'select(.kind == "oom-kill") | .message' "$events")"
 jq -r 'select(.kind == "oom-kill") | .oom_kill.fix' "$events" | grep -q "docker run -m" ||
   fail "no fix in: $(grep oom-kill "$events")"
-# The readable form: the summary, then the fix.
-cove events "$name" >"$COVE_HOME/events.txt" 2>&1 &
-readable_pid=$!
 
 log "a machine-wide OOM: tail /dev/zero is killed, the agent and dockerd live on"
 rc=0
