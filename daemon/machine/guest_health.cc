@@ -137,12 +137,29 @@ void GuestHealth::OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady
   auto* kills = record_.mutable_oom_kills();
   *kills->Add() = out;
   if (kills->size() > kMaxKills) kills->DeleteSubrange(0, kills->size() - kMaxKills);
-  publish_(cove::v1::EVENT_KIND_OOM_KILL, absl::StrCat(out.summary(), ". Fix: ", out.fix()), &out);
+  if (steady_now_ms - kill_window_start_ms_ >= kKillWindowMs) {
+    kill_window_start_ms_ = steady_now_ms;
+    kills_in_window_ = 0;
+  }
+  if (++kills_in_window_ > kMaxKillEventsPerWindow) {
+    ++kills_untold_;
+    return;
+  }
+  std::string message = absl::StrCat(out.summary(), ". Fix: ", out.fix());
+  if (kills_untold_ > 0) {
+    absl::StrAppend(&message, " (and ", kills_untold_,
+                    " more OOM kills before it, too many to tell one by one: cove inspect ",
+                    machine_, " lists the last ", kMaxKills, ")");
+    kills_untold_ = 0;
+  }
+  publish_(cove::v1::EVENT_KIND_OOM_KILL, message, &out);
 }
 
 void GuestHealth::Clear() {
   record_.clear_oom_kills();
   high_beats_ = 0;
+  kills_in_window_ = 0;
+  kills_untold_ = 0;
 }
 
 }  // namespace cove::daemon

@@ -33,6 +33,11 @@ class GuestHealth {
  public:
   // Kills kept on the Machine.
   static constexpr int kMaxKills = 16;
+  // At most this many kill events (each also writes machine.json) in a
+  // window; the kills past it (a fork bomb under a limit) are kept on the
+  // Machine and counted in the next event told.
+  static constexpr int kMaxKillEventsPerWindow = 10;
+  static constexpr int64_t kKillWindowMs = 10000;
   // Sustained pressure: "some" avg10 at or above this percentage in this
   // many heartbeats in a row; over again below half of it.
   static constexpr double kPressureHighPercent = 20.0;
@@ -56,6 +61,9 @@ class GuestHealth {
   uint64_t hello_uptime_ms_ = 0;
   int64_t hello_steady_ms_ = 0;
   int high_beats_ = 0;
+  int64_t kill_window_start_ms_ = 0;
+  int kills_in_window_ = 0;
+  int kills_untold_ = 0;
 };
 
 }  // namespace cove::daemon

@@ -294,7 +294,9 @@ void Agent::ReadKernelLog(Session* session) {
 
 void Agent::EnrichOomKill(v1::OomKill& kill) {
   kill.set_mem_total_bytes(ReadMemInfo().total_bytes);
-  if (auto container = containers_.Resolve(kill.task_cgroup())) {
+  // Longer than a scan's ask: dockerd is busy with this very container's
+  // exit, and a kill is rare.
+  if (auto container = containers_.Resolve(kill.task_cgroup(), kOomNameTimeoutMs)) {
     kill.set_container_id(container->id);
     kill.set_container_name(container->name);
   }

@@ -48,6 +48,7 @@ class Agent {
   static constexpr int kMaxPollMs = 1000;
   // How long ShutdownAck may take to leave before the agent shuts down anyway.
   static constexpr int kShutdownFlushMs = 2000;
+  static constexpr int kOomNameTimeoutMs = 1000;  // asking dockerd a killed container's name
   // Encoded stream output is moved to the connection in batches of this much,
   // so the connection's own bound is never the one that trips.
   static constexpr size_t kOutputBatch = 256 * 1024;

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "guest/agent/sysinfo.h"
 #include "guest/agent/unix_http.h"
 
 namespace cove::agent {
@@ -53,20 +54,29 @@ std::string DockerNameOf(std::string_view json) {
   return std::string(json.substr(at, end - at));
 }
 
-std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup) {
+std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int timeout_ms) {
   auto ref = ContainerOfCgroup(cgroup);
   if (!ref || !ref->name.empty()) return ref;
   if (auto it = names_.find(ref->id); it != names_.end()) {
     ref->name = it->second;
     return ref;
   }
-  auto response = UnixHttpGet(docker_socket_, "/containers/" + ref->id + "/json", kAskTimeoutMs,
-                              64 * 1024);
-  if (response && HttpStatus(*response) == 200) ref->name = DockerNameOf(*response);
-  if (!ref->name.empty()) {
-    if (names_.size() >= kMaxCached) names_.erase(names_.begin());
-    names_[ref->id] = ref->name;
+  const int64_t now_ms = ClockMs(CLOCK_MONOTONIC);
+  if (auto it = unnamed_until_.find(ref->id); it != unnamed_until_.end()) {
+    if (now_ms < it->second) return ref;
+    unnamed_until_.erase(it);
   }
+  if (timeout_ms <= 0) return ref;
+  auto response =
+      UnixHttpGet(docker_socket_, "/containers/" + ref->id + "/json", timeout_ms, 64 * 1024);
+  if (response && HttpStatus(*response) == 200) ref->name = DockerNameOf(*response);
+  if (ref->name.empty()) {
+    if (unnamed_until_.size() >= kMaxCached) unnamed_until_.erase(unnamed_until_.begin());
+    unnamed_until_[ref->id] = now_ms + kRetryAfterMs;
+    return ref;
+  }
+  if (names_.size() >= kMaxCached) names_.erase(names_.begin());
+  names_[ref->id] = ref->name;
   return ref;
 }
 

@@ -2,6 +2,7 @@
 // people know it by: for OOM kills and emulated processes.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -25,17 +26,22 @@ std::string DockerNameOf(std::string_view json);
 class ContainerNames {
  public:
   static constexpr int kAskTimeoutMs = 300;
+  // An id dockerd did not name (not up, busy, or the container gone) is not
+  // asked about again for this long.
+  static constexpr int64_t kRetryAfterMs = 30000;
   static constexpr size_t kMaxCached = 256;
 
   explicit ContainerNames(std::string docker_socket = "/run/docker.sock")
       : docker_socket_(std::move(docker_socket)) {}
-  // The container of `cgroup`, a docker one named by asking dockerd once per
-  // id (blocking for kAskTimeoutMs at most).
-  std::optional<ContainerRef> Resolve(std::string_view cgroup);
+  // The container of `cgroup`. A docker one is named by asking dockerd, at
+  // most `timeout_ms` in all (0: only from what is known), once per id.
+  // Blocks the caller for that long.
+  std::optional<ContainerRef> Resolve(std::string_view cgroup, int timeout_ms = kAskTimeoutMs);
 
  private:
   std::string docker_socket_;
   std::map<std::string, std::string> names_;
+  std::map<std::string, int64_t> unnamed_until_;  // id -> CLOCK_MONOTONIC ms
 };
 
 }  // namespace cove::agent

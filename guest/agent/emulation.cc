@@ -1,8 +1,10 @@
 #include "guest/agent/emulation.h"
 
+#include <algorithm>
 #include <climits>
 
 #include "guest/agent/log.h"
+#include "guest/agent/sysinfo.h"
 
 namespace cove::agent {
 
@@ -39,6 +41,9 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
   // What changes the report is which processes run emulated, not their RSS.
   std::string key = report.SerializeAsString();
   arch_of_.clear();
+  // Naming containers asks dockerd, which may be slow or hung: one budget for
+  // the whole scan, after which only known names are used.
+  const int64_t ask_until_ms = ClockMs(CLOCK_MONOTONIC) + kAskBudgetMs;
   for (const EmulatedProcessInfo& p : ScanEmulated(binfmt_.handlers, kMaxProcesses)) {
     arch_of_[static_cast<uint32_t>(p.pid)] = p.arch;
     v1::EmulatedProcess* out = report.add_processes();
@@ -47,7 +52,9 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
     out->set_arch(p.arch);
     out->set_cgroup(p.cgroup);
     out->set_rss_bytes(p.rss_bytes);
-    if (auto container = names.Resolve(p.cgroup)) {
+    const int64_t left_ms = ask_until_ms - ClockMs(CLOCK_MONOTONIC);
+    const int ask_ms = static_cast<int>(std::clamp<int64_t>(left_ms, 0, ContainerNames::kAskTimeoutMs));
+    if (auto container = names.Resolve(p.cgroup, ask_ms)) {
       out->set_container_id(container->id);
       out->set_container_name(container->name);
     }

@@ -21,6 +21,7 @@ class Emulation {
   static constexpr int64_t kAfterEventMs = 1000;
   static constexpr int64_t kIdleMs = 10000;
   static constexpr size_t kMaxProcesses = 256;
+  static constexpr int64_t kAskBudgetMs = 500;  // dockerd's names, per scan
 
   // From each HostHello. Registers on the first `wanted`.
   void Configure(bool wanted);

@@ -51,6 +51,15 @@ std::optional<KmsgRecord> ParseKmsgRecord(std::string_view raw) {
   size_t c2 = prefix.find(',', c1 + 1);
   if (c2 == std::string_view::npos) return std::nullopt;
   KmsgRecord record;
+  // The first field is facility * 8 + level.
+  std::string_view prio = prefix.substr(0, c1);
+  if (prio.empty()) return std::nullopt;
+  uint64_t prio_value = 0;
+  for (char c : prio) {
+    if (!IsDigit(c) || prio_value > 1000) return std::nullopt;
+    prio_value = prio_value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  record.from_kernel = prio_value < 8;
   std::string_view seq = prefix.substr(c1 + 1, c2 - c1 - 1);
   if (seq.empty()) return std::nullopt;
   for (char c : seq) {
@@ -66,6 +75,7 @@ std::optional<KmsgRecord> ParseKmsgRecord(std::string_view raw) {
 }
 
 std::optional<v1::OomKill> OomParser::Feed(const KmsgRecord& record) {
+  if (!record.from_kernel) return std::nullopt;
   std::string_view text = record.text;
   if (text.find(" invoked oom-killer: ") != std::string_view::npos) {
     *this = OomParser();  // a new kill's report begins
@@ -81,7 +91,8 @@ std::optional<v1::OomKill> OomParser::Feed(const KmsgRecord& record) {
     constraint_ = FieldOf(fields, "constraint");
     oom_cgroup_ = FieldOf(fields, "oom_memcg");
     task_cgroup_ = FieldOf(fields, "task_memcg");
-    task_pid_ = static_cast<uint32_t>(NumberAfter(fields, "pid="));
+    // The field itself: "pid=" also ends "task_memcg=/x/ppid=" and the like.
+    task_pid_ = static_cast<uint32_t>(NumberAfter(FieldOf(fields, "pid"), ""));
     return std::nullopt;
   }
   size_t killed = text.find("Killed process ");

@@ -27,6 +27,9 @@
 namespace cove::agent {
 
 struct KmsgRecord {
+  // The kernel's own (syslog facility 0); a guest process may write to
+  // /dev/kmsg too, and what it writes is no kill.
+  bool from_kernel = false;
   uint64_t seq = 0;
   uint64_t time_us = 0;  // since boot
   std::string text;      // the message, without the dictionary lines

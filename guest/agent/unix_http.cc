@@ -1,11 +1,14 @@
 #include "guest/agent/unix_http.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "guest/agent/sysinfo.h"
 
 namespace cove::agent {
 
@@ -25,18 +28,27 @@ UniqueFd UnixConnect(const std::string& socket_path, int timeout_ms) {
 
 std::optional<std::string> UnixHttpGet(const std::string& socket_path, const std::string& http_path,
                                        int timeout_ms, size_t max_bytes) {
+  const int64_t deadline_ms = ClockMs(CLOCK_MONOTONIC) + timeout_ms;
   UniqueFd fd = UnixConnect(socket_path, timeout_ms);
   if (!fd.valid()) return std::nullopt;
   const std::string request = "GET " + http_path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
   if (write(fd.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
     return std::nullopt;
   }
+  // The timeout is for the whole answer: a server that trickles it out
+  // cannot hold the caller for a timeout per read.
   std::string response;
   char buf[4096];
   while (response.size() < max_bytes) {
+    const int64_t left_ms = deadline_ms - ClockMs(CLOCK_MONOTONIC);
+    if (left_ms <= 0) break;
+    pollfd pfd{fd.get(), POLLIN, 0};
+    const int ready = poll(&pfd, 1, static_cast<int>(left_ms));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
     ssize_t n = read(fd.get(), buf, std::min(sizeof(buf), max_bytes - response.size()));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // the end (HTTP/1.0 closes), or the timeout
+    if (n <= 0) break;  // the end (HTTP/1.0 closes)
     response.append(buf, static_cast<size_t>(n));
   }
   if (response.empty()) return std::nullopt;

@@ -15,7 +15,8 @@ namespace cove::agent {
 UniqueFd UnixConnect(const std::string& socket_path, int timeout_ms);
 
 // GET `http_path`: the whole response (status line, headers, body), at most
-// `max_bytes` of it; nullopt when it cannot be sent or nothing comes back.
+// `max_bytes` of it and what came within `timeout_ms` in all; nullopt when it
+// cannot be sent or nothing comes back.
 std::optional<std::string> UnixHttpGet(const std::string& socket_path, const std::string& http_path,
                                        int timeout_ms, size_t max_bytes);
 

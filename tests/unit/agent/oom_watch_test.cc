@@ -2,6 +2,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
 #include "guest/agent/containers.h"
 #include "guest/agent/sysinfo.h"
 
@@ -42,6 +51,8 @@ TEST_CASE("a kmsg record gives its sequence, time and text", "[agent][oom]") {
   CHECK(r->seq == 1234);
   CHECK(r->time_us == 5678901);
   CHECK(r->text == "hello world");
+  CHECK(r->from_kernel);
+  CHECK_FALSE(ParseKmsgRecord("14,1,1,-;from a guest program")->from_kernel);  // user.info
   CHECK_FALSE(ParseKmsgRecord("no prefix"));
   CHECK_FALSE(ParseKmsgRecord("6,x,1,-;text"));
 }
@@ -92,6 +103,13 @@ TEST_CASE("a kill whose report was rate limited still counts", "[agent][oom]") {
   CHECK(kill->task_cgroup().empty());  // the summary line of another pid is not used
 }
 
+TEST_CASE("what a guest program writes to the kernel log is no kill", "[agent][oom]") {
+  OomParser parser;
+  CHECK_FALSE(parser.Feed(*ParseKmsgRecord(
+      "12,8,1000,-;Memory cgroup out of memory: Killed process 9 (fake) total-vm:1kB, "
+      "anon-rss:8kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1kB oom_score_adj:0\n")));
+}
+
 TEST_CASE("cgroups name their containers", "[agent][oom]") {
   const std::string id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
   auto docker = ContainerOfCgroup("/docker/" + id);
@@ -109,6 +127,90 @@ TEST_CASE("cgroups name their containers", "[agent][oom]") {
   CHECK_FALSE(ContainerOfCgroup("/docker/short"));
   CHECK(DockerNameOf(R"({"Id":"x","Name":"/hog","State":{}})") == "hog");
   CHECK(DockerNameOf("{}").empty());
+}
+
+// A stand-in dockerd on a unix socket: counts connections, and answers each
+// with `answer` (or, when empty, holds it open without a word).
+class FakeDockerd {
+ public:
+  explicit FakeDockerd(std::string answer) : answer_(std::move(answer)) {
+    char tmpl[] = "/tmp/cove-dockerd-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/docker.sock";
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(listen(fd_, 8) == 0);
+    thread_ = std::thread([this] {
+      while (true) {
+        int conn = accept(fd_, nullptr, nullptr);
+        if (conn < 0) return;  // closed by the destructor
+        connections_++;
+        char buf[512];
+        (void)!read(conn, buf, sizeof(buf));
+        if (answer_.empty()) {
+          held_.push_back(conn);
+          continue;
+        }
+        (void)!write(conn, answer_.data(), answer_.size());
+        close(conn);
+      }
+    });
+  }
+  ~FakeDockerd() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+    for (int c : held_) close(c);
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  int connections() const { return connections_; }
+
+ private:
+  std::string answer_, dir_, path_;
+  int fd_ = -1;
+  std::vector<int> held_;
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+TEST_CASE("a silent dockerd holds a name lookup for its timeout once, not every time",
+          "[agent][oom]") {
+  const std::string cgroup = "/docker/" + std::string(64, 'a');
+  FakeDockerd dockerd("");
+  ContainerNames names(dockerd.path());
+  const int64_t start = ClockMs(CLOCK_MONOTONIC);
+  auto ref = names.Resolve(cgroup, 200);
+  const int64_t took = ClockMs(CLOCK_MONOTONIC) - start;
+  REQUIRE(ref);
+  CHECK(ref->name.empty());
+  CHECK(took >= 190);
+  CHECK(took < 2000);
+  // Not asked again within kRetryAfterMs: no new connection, no wait.
+  auto again = names.Resolve(cgroup, 200);
+  REQUIRE(again);
+  CHECK(again->name.empty());
+  CHECK(dockerd.connections() == 1);
+  // A timeout of 0 never asks.
+  names.Resolve("/docker/" + std::string(64, 'b'), 0);
+  CHECK(dockerd.connections() == 1);
+}
+
+TEST_CASE("dockerd's answer names the container, and the name is kept", "[agent][oom]") {
+  FakeDockerd dockerd("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+                      R"({"Id":"x","Name":"/hog"})");
+  ContainerNames names(dockerd.path());
+  const std::string cgroup = "/docker/" + std::string(64, 'c');
+  auto ref = names.Resolve(cgroup);
+  REQUIRE(ref);
+  CHECK(ref->name == "hog");
+  CHECK(names.Resolve(cgroup)->name == "hog");
+  CHECK(dockerd.connections() == 1);
 }
 
 TEST_CASE("memory pressure is parsed", "[agent][sysinfo]") {

@@ -69,4 +69,32 @@ TEST_CASE("kills are told once and sustained pressure is an event", "[daemon][he
                                                    cove::v1::EVENT_KIND_MEMORY_PRESSURE});
 }
 
+TEST_CASE("a burst of kills is told in a bounded number of events", "[daemon][health]") {
+  cove::v1::Machine record;
+  std::vector<std::string> messages;
+  GuestHealth health("dev", record,
+                     [&](cove::v1::EventKind, const std::string& message, const cove::v1::OomKill*) {
+                       messages.push_back(message);
+                     });
+  cove::agent::v1::Hello hello;
+  hello.set_uptime_ms(10000);
+  health.OnHello(hello, 0);
+  cove::agent::v1::OomKill k;
+  k.set_comm("forked");
+  for (int i = 0; i < 50; ++i) {
+    k.set_pid(100 + i);
+    k.set_uptime_ms(9000 + i);
+    health.OnOomKill(k, i, 1'000'000 + i);  // 50 kills within 50 ms
+  }
+  CHECK(messages.size() == GuestHealth::kMaxKillEventsPerWindow);
+  CHECK(record.oom_kills_size() == GuestHealth::kMaxKills);  // the newest kept
+  CHECK(record.oom_kills(GuestHealth::kMaxKills - 1).pid() == 149);
+  // The next window tells the next kill, with the count of those untold.
+  k.set_pid(500);
+  k.set_uptime_ms(20000);
+  health.OnOomKill(k, GuestHealth::kKillWindowMs + 100, 1'010'000);
+  REQUIRE(messages.size() == GuestHealth::kMaxKillEventsPerWindow + 1);
+  CHECK(messages.back().find("and 40 more OOM kills") != std::string::npos);
+}
+
 }  // namespace cove::daemon
