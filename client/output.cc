@@ -261,6 +261,7 @@ nlohmann::json OomKillJson(const cove::v1::OomKill& k) {
       {"fix", k.fix()},
       {"guest_uptime_ms", k.guest_uptime_ms()}};
   if (k.has_time()) j["time"] = TimeUtil::ToString(k.time());
+  if (k.unlogged_count() > 0) j["unlogged_count"] = k.unlogged_count();
   return j;
 }
 

@@ -42,9 +42,16 @@ cove::v1::OomKill DescribeOomKill(const cove::agent::v1::OomKill& kill, const st
   out.set_container_name(BoundedGuestText(kill.container_name()));
   out.set_emulated_arch(BoundedGuestText(kill.emulated_arch()));
   out.set_guest_uptime_ms(kill.uptime_ms());
+  out.set_unlogged_count(kill.unlogged_count());
 
-  const std::string who = absl::StrCat(out.process(), " (pid ", out.pid(), ", ",
-                                       FormatSize(out.rss_bytes()), " resident)");
+  // A count from memory.events names no process: the log lost its lines.
+  const std::string who =
+      kill.unlogged_count() > 0
+          ? absl::StrCat(kill.unlogged_count(),
+                         " process(es) the guest's kernel log did not name (counted in ",
+                         BoundedGuestText(kill.task_cgroup()), "/memory.events)")
+          : absl::StrCat(out.process(), " (pid ", out.pid(), ", ", FormatSize(out.rss_bytes()),
+                         " resident)");
   const std::string container =
       out.container_name().empty() ? out.container_id().substr(0, 12) : out.container_name();
   std::string fix;
@@ -124,7 +131,10 @@ void GuestHealth::OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady
                             int64_t unix_now_ms) {
   for (const cove::v1::OomKill& known : record_.oom_kills()) {
     // Replays of kills this boot already told (a reconnect, a restarted coved).
-    if (known.pid() == kill.pid() && known.guest_uptime_ms() == kill.uptime_ms()) return;
+    if (known.pid() == kill.pid() && known.guest_uptime_ms() == kill.uptime_ms() &&
+        known.cgroup() == BoundedGuestText(kill.task_cgroup())) {
+      return;
+    }
   }
   cove::v1::OomKill out = DescribeOomKill(kill, machine_, record_.guest().arch());
   // When: the guest's clock since boot, against the hello's.

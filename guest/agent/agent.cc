@@ -123,6 +123,12 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
     if (session.shutdown_requested && ShutDown(conn, session)) return SessionEnd::kShutdown;
     if (session.greeted && NowMs() >= session.next_heartbeat_ms) {
       Send(session, MakeHeartbeat(++heartbeat_seq_));
+      ReadKernelLog(&session);
+      for (v1::OomKill& kill : oom_.CheckCounters(static_cast<uint64_t>(ClockMs(CLOCK_BOOTTIME)))) {
+        v1::GuestToHost msg;
+        *msg.mutable_oom_kill() = std::move(kill);
+        Send(session, msg);
+      }
       // Skips missed beats (e.g. the VM was paused) rather than bursting them.
       session.next_heartbeat_ms =
           std::max(session.next_heartbeat_ms + options_.heartbeat_ms, NowMs() + 1);

@@ -147,14 +147,39 @@ std::vector<v1::OomKill> OomWatch::OnReadable() {
     if (!record) continue;
     auto kill = parser_.Feed(*record);
     if (!kill) continue;
+    missed_.Told(kill->task_cgroup());
     if (enrich_) enrich_(*kill);
     Log("OOM kill: %s (pid %u), %s", kill->comm().c_str(), kill->pid(),
         kill->cgroup_limit() ? ("limit of " + kill->oom_cgroup()).c_str() : "the machine's memory");
-    history_.push_back(*kill);
-    if (history_.size() > kKeep) history_.pop_front();
+    Keep(*kill);
     kills.push_back(std::move(*kill));
   }
   return kills;
+}
+
+std::vector<v1::OomKill> OomWatch::CheckCounters(uint64_t uptime_ms) {
+  std::vector<v1::OomKill> kills;
+  if (!fd_.valid()) return kills;  // not in a guest, or no kernel log to set them against
+  for (const auto& [cgroup, count] : missed_.Check(ReadOomKillCounts())) {
+    v1::OomKill kill;
+    kill.set_uptime_ms(uptime_ms);
+    kill.set_unlogged_count(static_cast<uint32_t>(count));
+    kill.set_task_cgroup(cgroup);
+    kill.set_oom_cgroup(cgroup);
+    kill.set_limit_bytes(ReadMemoryMax(cgroup));
+    kill.set_cgroup_limit(kill.limit_bytes() > 0);
+    if (enrich_) enrich_(kill);
+    Log("OOM kills the kernel log did not tell: %llu in %s",
+        static_cast<unsigned long long>(count), cgroup.c_str());
+    Keep(kill);
+    kills.push_back(std::move(kill));
+  }
+  return kills;
+}
+
+void OomWatch::Keep(const v1::OomKill& kill) {
+  history_.push_back(kill);
+  if (history_.size() > kKeep) history_.pop_front();
 }
 
 std::vector<v1::OomKill> OomWatch::History() const {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cove/agent/v1/agent.pb.h"
+#include "guest/agent/oom_counters.h"
 #include "guest/agent/unique_fd.h"
 
 namespace cove::agent {
@@ -66,11 +67,18 @@ class OomWatch {
   std::vector<v1::OomKill> OnReadable();
   // This boot's kills so far, marked replay, for a new session.
   std::vector<v1::OomKill> History() const;
+  // Kills the log missed, from the cgroups' counters (oom_counters.h): one
+  // per cgroup, with the count. Call it now and then (every heartbeat),
+  // right after OnReadable, so the lines written so far are counted.
+  std::vector<v1::OomKill> CheckCounters(uint64_t uptime_ms);
 
  private:
+  void Keep(const v1::OomKill& kill);
+
   Enrich enrich_;
   UniqueFd fd_;
   OomParser parser_;
+  MissedKills missed_;
   std::deque<v1::OomKill> history_;
 };
 

@@ -85,6 +85,10 @@ docker rm -f armed >/dev/null
 
 log "the machine's status: its kills, memory and pressure figures"
 [ "$(machine_field "$name" '.oom_kills | length')" -ge 2 ] || fail "oom_kills: $(machine_field "$name" .oom_kills)"
+# The cgroups' counters (memory.events) saw the same kills as the log: none
+# is told again as one the log missed.
+[ "$(machine_field "$name" '[.oom_kills[] | select(.unlogged_count)] | length')" = 0 ] ||
+  fail "kills told twice, from the counters: $(machine_field "$name" .oom_kills)"
 [ "$(machine_field "$name" '.guest.mem_total')" -gt 0 ] || fail "guest: $(machine_field "$name" .guest)"
 machine_field "$name" '.guest.psi_some_avg10' | grep -Eq '^[0-9.]+$' ||
   fail "no PSI in: $(machine_field "$name" .guest)"
