@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "guest/agent/exec.h"
 #include "guest/agent/log.h"
 #include "guest/agent/sysinfo.h"
 
@@ -55,6 +56,7 @@ Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int chil
       }) {
   listeners_.OpenProcessEvents();
   if (!options_.kernel_log.empty()) oom_.Open(options_.kernel_log.c_str());
+  started_ms_ = NowMs();
 }
 
 Agent::Session::Session(Agent& agent)
@@ -134,6 +136,7 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
           std::max(session.next_heartbeat_ms + options_.heartbeat_ms, NowMs() + 1);
     }
     supervisor_.Tick(NowMs());
+    MaybeRunReadyHook();
     session.streams.Sweep();
     mounts_.Tick(NowMs());
     if (session.greeted) ReportListeners(session, false);
@@ -483,7 +486,39 @@ bool Agent::SleepBackoff() {
       if (fds[i].revents & POLLIN) supervisor_.OnPidfdReady(fds[i].fd, NowMs());
     }
     supervisor_.Tick(NowMs());
+    MaybeRunReadyHook();
   }
+}
+
+void Agent::MaybeRunReadyHook() {
+  if (ready_hook_done_ || options_.ready_hook.empty()) return;
+  if (!supervisor_.AllWantedReady() && NowMs() - started_ms_ < kReadyHookLatestMs) return;
+  ready_hook_done_ = true;
+  // Once a boot, also across agent restarts: /run is the boot's.
+  const int marker = open("/run/cove/ready-hook-ran", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (marker < 0) return;
+  close(marker);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    ResetSignalsInChild();
+    SetOomScoreAdj(0);
+    setsid();
+    const int log = open("/run/cove/rc.ready.log", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    if (log >= 0) {
+      dup2(log, 1);
+      dup2(log, 2);
+    }
+    execl(options_.ready_hook.c_str(), options_.ready_hook.c_str(), nullptr);
+    _exit(127);
+  }
+  if (pid < 0) {
+    Log("cannot run %s: %s", options_.ready_hook.c_str(), std::strerror(errno));
+    return;
+  }
+  // Reaped with the other children (ReapChildren); nothing waits for it.
+  Log("running %s (pid %d)", options_.ready_hook.c_str(), pid);
 }
 
 void Agent::NoteProblem(const std::string& problem, const std::string& detail) {

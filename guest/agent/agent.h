@@ -37,6 +37,10 @@ struct AgentOptions {
   // The kernel log to read OOM kills from; empty: none (the agent runs on a
   // host, in tests).
   std::string kernel_log = "/dev/kmsg";
+  // Run once a boot when the host's services are ready (or kReadyHookLatestMs
+  // after the agent started, whichever is first): the boot work nothing
+  // waits for, kept off the start's path (the image's rc.ready). Empty: none.
+  std::string ready_hook = "/etc/cove/rc.ready";
 };
 
 class Agent {
@@ -49,6 +53,7 @@ class Agent {
   // How long ShutdownAck may take to leave before the agent shuts down anyway.
   static constexpr int kShutdownFlushMs = 2000;
   static constexpr int kOomNameTimeoutMs = 1000;  // asking dockerd a killed container's name
+  static constexpr int64_t kReadyHookLatestMs = 20000;
   // Encoded stream output is moved to the connection in batches of this much,
   // so the connection's own bound is never the one that trips.
   static constexpr size_t kOutputBatch = 256 * 1024;
@@ -105,6 +110,8 @@ class Agent {
   void ReadKernelLog(Session* session);
   void EnrichOomKill(v1::OomKill& kill);
 
+  // Runs options_.ready_hook when it is due (see AgentOptions).
+  void MaybeRunReadyHook();
   // Sleeps the current backoff, still supervising; false when stop_fd fired.
   bool SleepBackoff();
   // Logs a failure to reach the host unless `problem` repeats the previous
@@ -128,6 +135,8 @@ class Agent {
   // The last process event handed to mounts_.
   int64_t process_event_ms_ = 0;
   std::string last_problem_;
+  int64_t started_ms_ = 0;
+  bool ready_hook_done_ = false;
 };
 
 }  // namespace cove::agent

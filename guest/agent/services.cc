@@ -141,7 +141,15 @@ void Supervisor::SetWanted(const std::vector<std::string>& names, int64_t now_ms
     Report(s);
   }
   order_ = std::move(order);
+  wanted_set_ = true;
   Tick(now_ms);
+}
+
+bool Supervisor::AllWantedReady() const {
+  if (!wanted_set_) return false;
+  return std::all_of(services_.begin(), services_.end(), [](const auto& entry) {
+    return !entry.second.wanted || entry.second.state == v1::ServiceStatus::READY;
+  });
 }
 
 bool Supervisor::DependencyReady(const Service& s) const {

@@ -69,6 +69,8 @@ class Supervisor {
   void Tick(int64_t now_ms);
   // When Tick() next has something to do; INT64_MAX for nothing.
   int64_t NextDeadlineMs() const;
+  // True once SetWanted was called and every wanted service is ready.
+  bool AllWantedReady() const;
   // The current status of every service, e.g. for a new session.
   std::vector<v1::ServiceStatus> Statuses() const;
   // SIGTERM to all, for agent exit.
@@ -101,6 +103,7 @@ class Supervisor {
   std::function<void(const v1::ServiceStatus&)> on_status_;
   std::vector<std::string> order_;
   std::map<std::string, Service> services_;
+  bool wanted_set_ = false;
 };
 
 // "exited 1", "killed by signal 9".
