@@ -57,6 +57,7 @@ Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int chil
   listeners_.OpenProcessEvents();
   if (!options_.kernel_log.empty()) oom_.Open(options_.kernel_log.c_str());
   started_ms_ = NowMs();
+  if (options_.load_modules) supervisor_.EnableModuleLoading();
 }
 
 Agent::Session::Session(Agent& agent)

@@ -41,6 +41,9 @@ struct AgentOptions {
   // after the agent started, whichever is first): the boot work nothing
   // waits for, kept off the start's path (the image's rc.ready). Empty: none.
   std::string ready_hook = "/etc/cove/rc.ready";
+  // Load the kernel modules a service will ask for before it does
+  // (ServiceDef::modules): in a guest only.
+  bool load_modules = true;
 };
 
 class Agent {

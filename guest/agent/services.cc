@@ -34,7 +34,11 @@ const std::vector<ServiceDef>& KnownServices() {
        "/run/docker.sock",
        "/_ping",
        "containerd",
-       -500},
+       -500,
+       // What dockerd's network set-up (bridge, iptables through nf_tables)
+       // and overlay2 ask for, dependencies left to modprobe.
+       {"overlay", "br_netfilter", "nf_nat", "nf_conntrack_netlink", "nft_chain_nat", "nft_compat",
+        "xt_MASQUERADE", "xt_addrtype", "xt_conntrack", "xfrm_user"}},
   };
   return defs;
 }
@@ -132,6 +136,7 @@ void Supervisor::SetWanted(const std::vector<std::string>& names, int64_t now_ms
       s.next_action_ms = now_ms;
       s.backoff_ms = kMinBackoffMs;
     }
+    LoadModules(s);
   }
   for (auto& [name, s] : services_) {
     if (std::find(order.begin(), order.end(), name) != order.end() || !s.wanted) continue;
@@ -150,6 +155,26 @@ bool Supervisor::AllWantedReady() const {
   return std::all_of(services_.begin(), services_.end(), [](const auto& entry) {
     return !entry.second.wanted || entry.second.state == v1::ServiceStatus::READY;
   });
+}
+
+void Supervisor::LoadModules(Service& s) {
+  if (!load_modules_ || s.modules_asked || s.def->modules.empty()) return;
+  s.modules_asked = true;
+  std::vector<std::string> argv_store = {"modprobe", "-a", "-q"};
+  argv_store.insert(argv_store.end(), s.def->modules.begin(), s.def->modules.end());
+  std::vector<std::string> env_store = BaseEnvironment();
+  std::vector<char*> argv = CStringArray(argv_store);
+  std::vector<char*> envp = CStringArray(env_store);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    ResetSignalsInChild();
+    setsid();
+    execvpe(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  // Not waited for: the service starts anyway, and the kernel loads what is
+  // still missing on demand. Reaped with the agent's other children.
+  if (pid < 0) Log("cannot load %s's modules: fork: %s", s.def->name.c_str(), std::strerror(errno));
 }
 
 bool Supervisor::DependencyReady(const Service& s) const {

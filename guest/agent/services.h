@@ -36,6 +36,11 @@ struct ServiceDef {
   // Its /proc/PID/oom_score_adj: what Debian's systemd units give it, so a
   // machine out of memory loses a container's process first.
   int oom_score_adj = 0;
+  // Kernel modules it makes the kernel load one by one as it starts (each
+  // through modprobe, under emulation about 0.1 s apiece): loaded together
+  // by one `modprobe -a` when it is first wanted, while what it waits for
+  // starts.
+  std::vector<std::string> modules;
 };
 
 // The services the agent knows how to run; the host names them.
@@ -57,6 +62,8 @@ class Supervisor {
              std::string run_dir = "/run/cove");
   ~Supervisor();
 
+  // Lets SetWanted load services' kernel modules (in a guest only).
+  void EnableModuleLoading() { load_modules_ = true; }
   // Wanted services, in start order. Unknown names are logged and skipped.
   void SetWanted(const std::vector<std::string>& names, int64_t now_ms);
   // A child exited; false if `pid` is not a service.
@@ -88,7 +95,10 @@ class Supervisor {
     int64_t next_action_ms = 0;  // start or readiness check
     int64_t backoff_ms = kMinBackoffMs;
     int pidfd = -1;  // adopted (not our child): its exit shows here
+    bool modules_asked = false;
   };
+
+  void LoadModules(Service& s);
 
   void Start(Service& s, int64_t now_ms);
   // A still-running instance from an earlier agent, if its pid file names one.
@@ -104,6 +114,7 @@ class Supervisor {
   std::vector<std::string> order_;
   std::map<std::string, Service> services_;
   bool wanted_set_ = false;
+  bool load_modules_ = false;
 };
 
 // "exited 1", "killed by signal 9".
