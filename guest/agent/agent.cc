@@ -499,21 +499,8 @@ void Agent::MaybeRunReadyHook() {
   const int marker = open("/run/cove/ready-hook-ran", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (marker < 0) return;
   close(marker);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    ResetSignalsInChild();
-    SetOomScoreAdj(0);
-    setsid();
-    const int log = open("/run/cove/rc.ready.log", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) dup2(null_fd, 0);
-    if (log >= 0) {
-      dup2(log, 1);
-      dup2(log, 2);
-    }
-    execl(options_.ready_hook.c_str(), options_.ready_hook.c_str(), nullptr);
-    _exit(127);
-  }
+  UniqueFd log(open("/run/cove/rc.ready.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  const pid_t pid = SpawnDetached({options_.ready_hook}, log.get(), 0);
   if (pid < 0) {
     Log("cannot run %s: %s", options_.ready_hook.c_str(), std::strerror(errno));
     return;

@@ -84,6 +84,28 @@ void ResetSignalsInChild() {
   }
 }
 
+pid_t SpawnDetached(const std::vector<std::string>& argv_in, int log_fd, int oom_score_adj) {
+  std::vector<std::string> env_store = BaseEnvironment();
+  std::vector<std::string> argv_store = argv_in;
+  std::vector<char*> envp = CStringArray(env_store);
+  std::vector<char*> argv = CStringArray(argv_store);
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  ResetSignalsInChild();
+  SetOomScoreAdj(oom_score_adj);
+  setsid();
+  const int null_fd = open("/dev/null", O_RDWR);
+  if (null_fd >= 0) dup2(null_fd, 0);
+  const int out_fd = log_fd >= 0 ? log_fd : null_fd;
+  if (out_fd >= 0) {
+    dup2(out_fd, 1);
+    dup2(out_fd, 2);
+  }
+  if (chdir("/") != 0) _exit(127);
+  execvpe(argv[0], argv.data(), envp.data());
+  _exit(127);
+}
+
 void ResizePty(int pty_fd, unsigned rows, unsigned cols) {
   if (pty_fd < 0 || rows == 0 || cols == 0) return;
   winsize ws{};

@@ -49,6 +49,12 @@ std::vector<char*> CStringArray(std::vector<std::string>& strings);
 // started with (see RaiseOpenFilesLimit). Async-signal-safe.
 void ResetSignalsInChild();
 
+// Starts argv (argv[0] searched on PATH, BaseEnvironment) in a session of
+// its own, in /, at `oom_score_adj`, stdin /dev/null and stdout and stderr
+// to `log_fd` (/dev/null when -1): a daemon or a one-off job that nothing
+// waits for. The pid, or -1 (errno set). The caller reaps it.
+pid_t SpawnDetached(const std::vector<std::string>& argv, int log_fd, int oom_score_adj);
+
 // At agent start: the soft open-files limit up to the hard one, since every
 // forwarded connection is a socket in the agent (1000 at once must work).
 void RaiseOpenFilesLimit();

@@ -160,18 +160,9 @@ bool Supervisor::AllWantedReady() const {
 void Supervisor::LoadModules(Service& s) {
   if (!load_modules_ || s.modules_asked || s.def->modules.empty()) return;
   s.modules_asked = true;
-  std::vector<std::string> argv_store = {"modprobe", "-a", "-q"};
-  argv_store.insert(argv_store.end(), s.def->modules.begin(), s.def->modules.end());
-  std::vector<std::string> env_store = BaseEnvironment();
-  std::vector<char*> argv = CStringArray(argv_store);
-  std::vector<char*> envp = CStringArray(env_store);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    ResetSignalsInChild();
-    setsid();
-    execvpe(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
+  std::vector<std::string> argv = {"modprobe", "-a", "-q"};
+  argv.insert(argv.end(), s.def->modules.begin(), s.def->modules.end());
+  const pid_t pid = SpawnDetached(argv, -1, 0);
   // Not waited for: the service starts anyway, and the kernel loads what is
   // still missing on demand. Reaped with the agent's other children.
   if (pid < 0) Log("cannot load %s's modules: fork: %s", s.def->name.c_str(), std::strerror(errno));
@@ -193,26 +184,7 @@ void Supervisor::Start(Service& s, int64_t now_ms) {
     rename(log_path.c_str(), (log_path + ".1").c_str());
   }
   UniqueFd log_fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  std::vector<std::string> env_store = BaseEnvironment();
-  std::vector<char*> envp = CStringArray(env_store);
-  std::vector<std::string> argv_store = s.def->argv;
-  std::vector<char*> argv = CStringArray(argv_store);
-
-  pid_t pid = fork();
-  if (pid == 0) {
-    ResetSignalsInChild();
-    SetOomScoreAdj(s.def->oom_score_adj);
-    setsid();
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) dup2(null_fd, 0);
-    if (log_fd.valid()) {
-      dup2(log_fd.get(), 1);
-      dup2(log_fd.get(), 2);
-    }
-    chdir("/");
-    execvpe(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
+  const pid_t pid = SpawnDetached(s.def->argv, log_fd.get(), s.def->oom_score_adj);
   if (pid < 0) {
     Log("cannot start %s: fork: %s", s.def->name.c_str(), std::strerror(errno));
     s.next_action_ms = now_ms + s.backoff_ms;
