@@ -56,7 +56,6 @@ Agent::Agent(AgentOptions options, AgentIdentity identity, int stop_fd, int chil
       }) {
   listeners_.OpenProcessEvents();
   if (!options_.kernel_log.empty()) oom_.Open(options_.kernel_log.c_str());
-  started_ms_ = NowMs();
   if (options_.load_modules) supervisor_.EnableModuleLoading();
 }
 
@@ -127,6 +126,7 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
     if (session.greeted && NowMs() >= session.next_heartbeat_ms) {
       Send(session, MakeHeartbeat(++heartbeat_seq_));
       ReadKernelLog(&session);
+      oom_names_until_ms_ = NowMs() + kOomNameTimeoutMs;
       for (v1::OomKill& kill : oom_.CheckCounters(static_cast<uint64_t>(ClockMs(CLOCK_BOOTTIME)))) {
         v1::GuestToHost msg;
         *msg.mutable_oom_kill() = std::move(kill);
@@ -137,7 +137,7 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
           std::max(session.next_heartbeat_ms + options_.heartbeat_ms, NowMs() + 1);
     }
     supervisor_.Tick(NowMs());
-    MaybeRunReadyHook();
+    MaybeTellRuntimeReady();
     session.streams.Sweep();
     mounts_.Tick(NowMs());
     if (session.greeted) ReportListeners(session, false);
@@ -294,6 +294,7 @@ void Agent::ReportEmulation(Session& session, bool force) {
 }
 
 void Agent::ReadKernelLog(Session* session) {
+  oom_names_until_ms_ = NowMs() + kOomNameTimeoutMs;
   for (v1::OomKill& kill : oom_.OnReadable()) {
     if (session == nullptr || !session->greeted) continue;  // in the history for the next one
     v1::GuestToHost msg;
@@ -305,8 +306,10 @@ void Agent::ReadKernelLog(Session* session) {
 void Agent::EnrichOomKill(v1::OomKill& kill) {
   kill.set_mem_total_bytes(ReadMemInfo().total_bytes);
   // Longer than a scan's ask: dockerd is busy with this very container's
-  // exit, and a kill is rare.
-  if (auto container = containers_.Resolve(kill.task_cgroup(), kOomNameTimeoutMs)) {
+  // exit. One budget for all the kills of one read, though.
+  const int ask_ms = static_cast<int>(
+      std::clamp<int64_t>(oom_names_until_ms_ - NowMs(), 0, kOomNameTimeoutMs));
+  if (auto container = containers_.Resolve(kill.task_cgroup(), ask_ms)) {
     kill.set_container_id(container->id);
     kill.set_container_name(container->name);
   }
@@ -487,26 +490,18 @@ bool Agent::SleepBackoff() {
       if (fds[i].revents & POLLIN) supervisor_.OnPidfdReady(fds[i].fd, NowMs());
     }
     supervisor_.Tick(NowMs());
-    MaybeRunReadyHook();
+    MaybeTellRuntimeReady();
   }
 }
 
-void Agent::MaybeRunReadyHook() {
-  if (ready_hook_done_ || options_.ready_hook.empty()) return;
-  if (!supervisor_.AllWantedReady() && NowMs() - started_ms_ < kReadyHookLatestMs) return;
-  ready_hook_done_ = true;
-  // Once a boot, also across agent restarts: /run is the boot's.
-  const int marker = open("/run/cove/ready-hook-ran", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (marker < 0) return;
-  close(marker);
-  UniqueFd log(open("/run/cove/rc.ready.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  const pid_t pid = SpawnDetached({options_.ready_hook}, log.get(), 0);
-  if (pid < 0) {
-    Log("cannot run %s: %s", options_.ready_hook.c_str(), std::strerror(errno));
-    return;
-  }
-  // Reaped with the other children (ReapChildren); nothing waits for it.
-  Log("running %s (pid %d)", options_.ready_hook.c_str(), pid);
+void Agent::MaybeTellRuntimeReady() {
+  if (runtime_ready_told_ || options_.runtime_ready_fifo.empty()) return;
+  if (!supervisor_.AllWantedReady()) return;
+  runtime_ready_told_ = true;
+  // Non-blocking: with no reader (it timed out, or an earlier agent of this
+  // boot told it) there is nothing to tell.
+  UniqueFd fifo(open(options_.runtime_ready_fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  if (fifo.valid() && write(fifo.get(), "ready\n", 6) == 6) Log("runtime ready: boot work resumes");
 }
 
 void Agent::NoteProblem(const std::string& problem, const std::string& detail) {

@@ -37,10 +37,10 @@ struct AgentOptions {
   // The kernel log to read OOM kills from; empty: none (the agent runs on a
   // host, in tests).
   std::string kernel_log = "/dev/kmsg";
-  // Run once a boot when the host's services are ready (or kReadyHookLatestMs
-  // after the agent started, whichever is first): the boot work nothing
-  // waits for, kept off the start's path (the image's rc.ready). Empty: none.
-  std::string ready_hook = "/etc/cove/rc.ready";
+  // Told (a line written to this FIFO) when the host's services are all
+  // ready: the image's rc.sysinit waits on it to start the boot work nothing
+  // waits for (rc.ready) off the start's path. Empty: none.
+  std::string runtime_ready_fifo = "/run/cove/runtime-ready";
   // Load the kernel modules a service will ask for before it does
   // (ServiceDef::modules): in a guest only.
   bool load_modules = true;
@@ -56,7 +56,6 @@ class Agent {
   // How long ShutdownAck may take to leave before the agent shuts down anyway.
   static constexpr int kShutdownFlushMs = 2000;
   static constexpr int kOomNameTimeoutMs = 1000;  // asking dockerd a killed container's name
-  static constexpr int64_t kReadyHookLatestMs = 20000;
   // Encoded stream output is moved to the connection in batches of this much,
   // so the connection's own bound is never the one that trips.
   static constexpr size_t kOutputBatch = 256 * 1024;
@@ -113,8 +112,8 @@ class Agent {
   void ReadKernelLog(Session* session);
   void EnrichOomKill(v1::OomKill& kill);
 
-  // Runs options_.ready_hook when it is due (see AgentOptions).
-  void MaybeRunReadyHook();
+  // Tells options_.runtime_ready_fifo, once, when the services are ready.
+  void MaybeTellRuntimeReady();
   // Sleeps the current backoff, still supervising; false when stop_fd fired.
   bool SleepBackoff();
   // Logs a failure to reach the host unless `problem` repeats the previous
@@ -138,8 +137,8 @@ class Agent {
   // The last process event handed to mounts_.
   int64_t process_event_ms_ = 0;
   std::string last_problem_;
-  int64_t started_ms_ = 0;
-  bool ready_hook_done_ = false;
+  bool runtime_ready_told_ = false;
+  int64_t oom_names_until_ms_ = 0;  // the current read's budget for naming containers
 };
 
 }  // namespace cove::agent

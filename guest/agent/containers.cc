@@ -69,12 +69,16 @@ std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int
   if (timeout_ms <= 0) return ref;
   auto response =
       UnixHttpGet(docker_socket_, "/containers/" + ref->id + "/json", timeout_ms, 64 * 1024);
-  if (response && HttpStatus(*response) == 200) ref->name = DockerNameOf(*response);
-  if (ref->name.empty()) {
+  const int status = response ? HttpStatus(*response) : 0;
+  if (status == 200) ref->name = DockerNameOf(*response);
+  // Not asked again for a while: dockerd answered without a name, or had a
+  // full ask's time. A short ask (the end of a scan's budget) proves nothing.
+  if (ref->name.empty() && (status != 0 || timeout_ms >= kAskTimeoutMs)) {
     if (unnamed_until_.size() >= kMaxCached) unnamed_until_.erase(unnamed_until_.begin());
     unnamed_until_[ref->id] = now_ms + kRetryAfterMs;
     return ref;
   }
+  if (ref->name.empty()) return ref;
   if (names_.size() >= kMaxCached) names_.erase(names_.begin());
   names_[ref->id] = ref->name;
   return ref;

@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     }
   } else {
     options.kernel_log.clear();  // on a host (tests): not that kernel's kills
-    options.ready_hook.clear();
+    options.runtime_ready_fifo.clear();
     options.load_modules = false;
   }
   cove::agent::Agent agent(std::move(options), cove::agent::CurrentIdentity(boot_to_agent_ms),

@@ -62,7 +62,7 @@ void MissedKills::Told(const std::string& task_cgroup) {
   }
   for (const std::string& cgroup : SelfAndAncestors(task_cgroup)) {
     auto it = entries_.find(cgroup);
-    if (it != entries_.end()) it->second.balance--;
+    if (it != entries_.end()) it->second.told++;
   }
 }
 
@@ -70,59 +70,57 @@ std::map<std::string, uint64_t> MissedKills::Check(const std::map<std::string, u
   for (auto it = entries_.begin(); it != entries_.end();) {
     it = counts.count(it->first) ? std::next(it) : entries_.erase(it);
   }
-  // Deepest first: a missed kill in /docker/ID is counted by /docker too.
+  // Deepest first: a kill in /docker/ID is counted by /docker too, and is
+  // told (or missed) once, by the deepest.
   std::vector<std::string> order;
   for (const auto& [cgroup, count] : counts) order.push_back(cgroup);
   std::stable_sort(order.begin(), order.end(), [](const std::string& a, const std::string& b) {
     return Depth(a) > Depth(b);
   });
   std::map<std::string, uint64_t> missed;
+  // Lines without a cgroup from this interval and the one before: they may
+  // clear a suspicion of the last check or of this one (next time).
+  uint64_t unplaced = unplaced_carried_ + unplaced_;
   for (const std::string& cgroup : order) {
     const uint64_t count = counts.at(cgroup);
     auto [it, fresh] = entries_.try_emplace(cgroup);
     Entry& e = it->second;
-    if (fresh) {
-      if (entries_.size() > kMaxCgroups) {
-        entries_.erase(it);
-        continue;
-      }
-      e.last = count;  // what it counted before it was watched is not ours to tell
+    if (fresh && entries_.size() > kMaxCgroups) {
+      entries_.erase(it);
       continue;
     }
-    if (count < e.last) {  // a new cgroup by the same name: start over
+    if (fresh || count < e.last) {
+      // What it counted before it was watched (or before a cgroup of the
+      // same name) is not ours to tell.
       e = Entry{count, 0, 0};
       continue;
     }
-    e.balance += static_cast<int64_t>(count - e.last);
+    const uint64_t rise = count - e.last;
     e.last = count;
-    if (e.balance == 0) {
-      e.checks_off = 0;
-      continue;
+    // Lines first clear the last check's suspicion, then this rise; lines
+    // beyond both were for kills counted before the watch.
+    uint64_t told = e.told;
+    e.told = 0;
+    const uint64_t cleared = std::min(e.suspected, told);
+    const uint64_t lost = e.suspected - cleared;
+    told -= cleared;
+    e.suspected = rise - std::min(rise, told);
+    if (lost == 0) continue;
+    // The cgroups above suspected the same kills: settled here, by lines
+    // without a cgroup or as missed, they are not theirs to tell.
+    for (const std::string& up : SelfAndAncestors(cgroup)) {
+      if (up == cgroup) continue;
+      auto parent = entries_.find(up);
+      if (parent != entries_.end()) parent->second.told += lost;
     }
-    // Once: a log line that comes after the count (or a count that comes
-    // after its line) evens out by the next check.
-    if (++e.checks_off < 2) continue;
-    if (e.balance > 0) {
-      // Kills the log told without their cgroup may be these.
-      const int64_t placed = std::min<int64_t>(e.balance, unplaced_);
-      unplaced_ -= placed;
-      if (e.balance > placed) missed[cgroup] = static_cast<uint64_t>(e.balance - placed);
-      // The cgroups above counted the same kills.
-      for (const std::string& up : SelfAndAncestors(cgroup)) {
-        if (up == cgroup) continue;
-        auto parent = entries_.find(up);
-        if (parent != entries_.end()) parent->second.balance -= e.balance;
-      }
-    }
-    // Below zero for two checks: lines for kills counted before the watch.
-    e.balance = 0;
-    e.checks_off = 0;
+    const uint64_t placed = std::min(lost, unplaced);
+    unplaced -= placed;
+    if (lost > placed) missed[cgroup] = lost - placed;
   }
-  // Kills told without a cgroup that no counter rose for were of processes
-  // outside the watched cgroups (the root's): not to be matched later.
-  const bool pending = std::any_of(entries_.begin(), entries_.end(),
-                                   [](const auto& entry) { return entry.second.balance > 0; });
-  if (!pending) unplaced_ = 0;
+  // Lines without a cgroup that cleared nothing for two checks were of
+  // processes outside the watched cgroups (the root's).
+  unplaced_carried_ = std::min(unplaced, unplaced_);
+  unplaced_ = 0;
   return missed;
 }
 

@@ -12,10 +12,12 @@
 
 namespace cove::agent {
 
-// Per cgroup ("/docker/ID"), a balance: what its counter rose by, less the
-// kills the log told for it or below it. The counter rises just before the
-// log line is written, so a balance above zero is a missed kill only when it
-// is still there at the next check. Pure.
+// Per cgroup ("/docker/ID"): the kills its counter rose by that no log line
+// has told yet. The counter rises just before the kernel writes the line, so
+// such a surplus is only a suspicion at the check that finds it; the lines
+// told before the next check clear it, and what they leave is kills the log
+// missed. A rise found at that next check is a new suspicion, never added
+// to the old one. Pure.
 class MissedKills {
  public:
   static constexpr size_t kMaxCgroups = 256;
@@ -29,12 +31,13 @@ class MissedKills {
 
  private:
   struct Entry {
-    uint64_t last = 0;
-    int64_t balance = 0;
-    int checks_off = 0;  // checks in a row with a balance other than zero
+    uint64_t last = 0;        // the counter at the last check
+    uint64_t suspected = 0;   // its rise then that no line had told
+    uint64_t told = 0;        // lines for it (or below it) since
   };
   std::map<std::string, Entry> entries_;
-  int64_t unplaced_ = 0;  // kills told without their cgroup, not yet matched
+  uint64_t unplaced_ = 0;          // lines without a cgroup since the last check
+  uint64_t unplaced_carried_ = 0;  // those of the interval before, not yet used
 };
 
 // memory.events' oom_kill of every cgroup one and two levels below `root`

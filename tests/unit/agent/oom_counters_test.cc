@@ -36,6 +36,18 @@ TEST_CASE("kills the log lost are told once, by the container's cgroup", "[agent
   CHECK(missed.Check({{"/docker", 3}, {kCtr, 3}}).empty());
 }
 
+TEST_CASE("in a burst, each check's new rise is a new suspicion, not a miss", "[agent][oom]") {
+  MissedKills missed;
+  missed.Check({{"/docker", 0}, {kCtr, 0}});
+  for (uint64_t n = 1; n <= 5; ++n) {
+    // Kill n is counted before this check; its line comes after it, just
+    // before kill n + 1 is counted.
+    CHECK(missed.Check({{"/docker", n}, {kCtr, n}}).empty());
+    missed.Told(kCtr);
+  }
+  CHECK(missed.Check({{"/docker", 5}, {kCtr, 5}}).empty());
+}
+
 TEST_CASE("kills told without their cgroup match a counter's rise", "[agent][oom]") {
   MissedKills missed;
   missed.Check({{"/docker", 0}, {kCtr, 0}});
