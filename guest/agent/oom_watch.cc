@@ -25,6 +25,19 @@ uint64_t NumberAfter(std::string_view text, std::string_view key) {
   return value;
 }
 
+// `text` as a whole decimal number; false when it is empty, holds anything
+// else, or is too large for one.
+bool ParseDecimal(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 19) return false;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (!IsDigit(c)) return false;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = value;
+  return true;
+}
+
 // The value of `key=` in the comma-separated list `text`.
 std::string FieldOf(std::string_view text, std::string_view key) {
   size_t pos = 0;
@@ -52,20 +65,10 @@ std::optional<KmsgRecord> ParseKmsgRecord(std::string_view raw) {
   if (c2 == std::string_view::npos) return std::nullopt;
   KmsgRecord record;
   // The first field is facility * 8 + level.
-  std::string_view prio = prefix.substr(0, c1);
-  if (prio.empty()) return std::nullopt;
-  uint64_t prio_value = 0;
-  for (char c : prio) {
-    if (!IsDigit(c) || prio_value > 1000) return std::nullopt;
-    prio_value = prio_value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  record.from_kernel = prio_value < 8;
-  std::string_view seq = prefix.substr(c1 + 1, c2 - c1 - 1);
-  if (seq.empty()) return std::nullopt;
-  for (char c : seq) {
-    if (!IsDigit(c)) return std::nullopt;
-    record.seq = record.seq * 10 + static_cast<uint64_t>(c - '0');
-  }
+  uint64_t prio = 0;
+  if (!ParseDecimal(prefix.substr(0, c1), &prio)) return std::nullopt;
+  record.from_kernel = prio < 8;
+  if (!ParseDecimal(prefix.substr(c1 + 1, c2 - c1 - 1), &record.seq)) return std::nullopt;
   for (size_t i = c2 + 1; i < prefix.size() && IsDigit(prefix[i]); ++i) {
     record.time_us = record.time_us * 10 + static_cast<uint64_t>(prefix[i] - '0');
   }
