@@ -1,5 +1,6 @@
 #include "guest/agent/containers.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "guest/agent/sysinfo.h"
@@ -54,6 +55,11 @@ std::string DockerNameOf(std::string_view json) {
   return std::string(json.substr(at, end - at));
 }
 
+ContainerNames::ContainerNames(std::string docker_socket, Clock clock)
+    : docker_socket_(std::move(docker_socket)), clock_(std::move(clock)) {
+  if (!clock_) clock_ = [] { return ClockMs(CLOCK_MONOTONIC); };
+}
+
 std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int timeout_ms) {
   auto ref = ContainerOfCgroup(cgroup);
   if (!ref || !ref->name.empty()) return ref;
@@ -61,26 +67,33 @@ std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int
     ref->name = it->second;
     return ref;
   }
-  const int64_t now_ms = ClockMs(CLOCK_MONOTONIC);
-  if (auto it = unnamed_until_.find(ref->id); it != unnamed_until_.end()) {
-    if (now_ms < it->second) return ref;
-    unnamed_until_.erase(it);
-  }
+  const int64_t now_ms = clock_();
+  auto unnamed = unnamed_.find(ref->id);
+  if (unnamed != unnamed_.end() && now_ms < unnamed->second.until_ms) return ref;
   if (timeout_ms <= 0) return ref;
   auto response =
       UnixHttpGet(docker_socket_, "/containers/" + ref->id + "/json", timeout_ms, 64 * 1024);
   const int status = response ? HttpStatus(*response) : 0;
   if (status == 200) ref->name = DockerNameOf(*response);
-  // Not asked again for a while: dockerd answered without a name, or had a
-  // full ask's time. A short ask (the end of a scan's budget) proves nothing.
-  if (ref->name.empty() && (status != 0 || timeout_ms >= kAskTimeoutMs)) {
-    if (unnamed_until_.size() >= kMaxCached) unnamed_until_.erase(unnamed_until_.begin());
-    unnamed_until_[ref->id] = now_ms + kRetryAfterMs;
+  if (!ref->name.empty()) {
+    if (unnamed != unnamed_.end()) unnamed_.erase(unnamed);
+    if (names_.size() >= kMaxCached) names_.erase(names_.begin());
+    names_[ref->id] = ref->name;
     return ref;
   }
-  if (ref->name.empty()) return ref;
-  if (names_.size() >= kMaxCached) names_.erase(names_.begin());
-  names_[ref->id] = ref->name;
+  // A short ask (the end of a scan's budget) proves nothing.
+  if (status == 0 && timeout_ms < kAskTimeoutMs) return ref;
+  if (unnamed == unnamed_.end()) {
+    if (unnamed_.size() >= kMaxCached) unnamed_.erase(unnamed_.begin());
+    unnamed = unnamed_.emplace(ref->id, Unnamed{0, kFirstBackoffMs}).first;
+  }
+  Unnamed& u = unnamed->second;
+  if (status != 0) {
+    u.until_ms = now_ms + kRetryAfterMs;  // dockerd answered: it has no name
+  } else {
+    u.until_ms = now_ms + u.backoff_ms;
+    u.backoff_ms = std::min(u.backoff_ms * 2, kRetryAfterMs);
+  }
   return ref;
 }
 

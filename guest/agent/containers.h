@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,22 +27,31 @@ std::string DockerNameOf(std::string_view json);
 class ContainerNames {
  public:
   static constexpr int kAskTimeoutMs = 300;
-  // An id dockerd did not name (not up, busy, or the container gone) is not
+  // An id dockerd answered for without a name (the container is gone) is not
   // asked about again for this long.
   static constexpr int64_t kRetryAfterMs = 30000;
+  // dockerd silent (not up yet, or busy starting the very container): asked
+  // again after this, doubling up to kRetryAfterMs.
+  static constexpr int64_t kFirstBackoffMs = 1000;
   static constexpr size_t kMaxCached = 256;
 
-  explicit ContainerNames(std::string docker_socket = "/run/docker.sock")
-      : docker_socket_(std::move(docker_socket)) {}
+  using Clock = std::function<int64_t()>;  // ms, monotonic
+  explicit ContainerNames(std::string docker_socket = "/run/docker.sock", Clock clock = {});
   // The container of `cgroup`. A docker one is named by asking dockerd, at
-  // most `timeout_ms` in all (0: only from what is known), once per id.
-  // Blocks the caller for that long.
+  // most `timeout_ms` in all (0: only from what is known); an id dockerd
+  // did not name is asked again only after a wait (see above). Blocks the
+  // caller for up to `timeout_ms`.
   std::optional<ContainerRef> Resolve(std::string_view cgroup, int timeout_ms = kAskTimeoutMs);
 
  private:
+  struct Unnamed {
+    int64_t until_ms = 0;    // not asked before this
+    int64_t backoff_ms = 0;  // the wait after the next silent ask
+  };
   std::string docker_socket_;
+  Clock clock_;
   std::map<std::string, std::string> names_;
-  std::map<std::string, int64_t> unnamed_until_;  // id -> CLOCK_MONOTONIC ms
+  std::map<std::string, Unnamed> unnamed_;
 };
 
 }  // namespace cove::agent

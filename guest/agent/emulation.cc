@@ -44,6 +44,7 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
   // Naming containers asks dockerd, which may be slow or hung: one budget for
   // the whole scan, after which only known names are used.
   const int64_t ask_until_ms = ClockMs(CLOCK_MONOTONIC) + kAskBudgetMs;
+  bool unnamed = false;
   for (const EmulatedProcessInfo& p : ScanEmulated(binfmt_.handlers, kMaxProcesses)) {
     arch_of_[static_cast<uint32_t>(p.pid)] = p.arch;
     v1::EmulatedProcess* out = report.add_processes();
@@ -57,8 +58,16 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
     if (auto container = names.Resolve(p.cgroup, ask_ms)) {
       out->set_container_id(container->id);
       out->set_container_name(container->name);
+      unnamed = unnamed || container->name.empty();
     }
-    key += std::to_string(p.pid) + p.arch + p.cgroup + ";";
+    // A name found later, once dockerd answers, is a change to report.
+    key += std::to_string(p.pid) + p.arch + p.cgroup + " " + out->container_name() + ";";
+  }
+  if (unnamed) {
+    due_ms_ = std::min(due_ms_, now_ms + unnamed_rescan_ms_);
+    unnamed_rescan_ms_ = std::min(unnamed_rescan_ms_ * 2, kIdleMs);
+  } else {
+    unnamed_rescan_ms_ = kAfterEventMs;
   }
   if (!force && key == last_sent_) return std::nullopt;
   last_sent_ = key;

@@ -39,6 +39,9 @@ class Emulation {
   bool registered_ = false;
   BinfmtResult binfmt_;
   int64_t due_ms_ = 0;
+  // While a container's process is not yet named (dockerd busy), looked at
+  // again after this, doubling from kAfterEventMs up to kIdleMs.
+  int64_t unnamed_rescan_ms_ = kAfterEventMs;
   std::string last_sent_;  // serialized, to tell a change
   std::map<uint32_t, std::string> arch_of_;  // the last look's processes
 };

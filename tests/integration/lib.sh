@@ -14,8 +14,9 @@ export COVE_HOME
 COVED_PID=""
 
 log() { printf '[%s] %s\n' "$(date +%T.%3N)" "$*" >&2; }
-fail() {
-  log "FAIL: $*"
+FAILED_LOGS_SHOWN=""
+show_logs() {  # the tails of coved's log and of every console
+  FAILED_LOGS_SHOWN=1
   if [ -f "$COVE_HOME/coved.log" ]; then
     log "--- coved.log (tail)"
     tail -n 40 "$COVE_HOME/coved.log" >&2 || true
@@ -27,6 +28,10 @@ fail() {
     log "--- $console (tail)"
     tail -n 60 "$console" >&2 || true
   done
+}
+fail() {
+  log "FAIL: $*"
+  show_logs
   exit 1
 }
 
@@ -73,6 +78,11 @@ our_qemus() { pgrep -f "qemu-system.*$COVE_HOME" || true; }
 
 cleanup() {
   local rc=$?
+  # A command that failed under set -e, not through fail(): the logs too.
+  if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ -z "$FAILED_LOGS_SHOWN" ]; then
+    log "FAIL: exit status $rc (a command failed; its output is above)"
+    show_logs
+  fi
   stop_coved
   local pids
   pids=$(our_qemus)

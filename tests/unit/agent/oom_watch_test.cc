@@ -179,11 +179,12 @@ class FakeDockerd {
   std::thread thread_;
 };
 
-TEST_CASE("a silent dockerd holds a name lookup for its timeout once, not every time",
+TEST_CASE("a silent dockerd holds a name lookup for its timeout, then only after a growing wait",
           "[agent][oom]") {
   const std::string cgroup = "/docker/" + std::string(64, 'a');
   FakeDockerd dockerd("");
-  ContainerNames names(dockerd.path());
+  int64_t now = 1000000;
+  ContainerNames names(dockerd.path(), [&now] { return now; });
   const int ask_ms = ContainerNames::kAskTimeoutMs;
   const int64_t start = ClockMs(CLOCK_MONOTONIC);
   auto ref = names.Resolve(cgroup, ask_ms);
@@ -192,19 +193,46 @@ TEST_CASE("a silent dockerd holds a name lookup for its timeout once, not every 
   CHECK(ref->name.empty());
   CHECK(took >= ask_ms - 10);
   CHECK(took < 5000);
-  // Not asked again within kRetryAfterMs: no new connection, no wait.
+  // Not asked again within the first wait: no new connection, no wait.
   auto again = names.Resolve(cgroup, ask_ms);
   REQUIRE(again);
   CHECK(again->name.empty());
   CHECK(dockerd.connections() == 1);
+  // Asked again after it, then only after twice as long: dockerd may be
+  // busy starting that very container, and its name is worth a second ask.
+  now += ContainerNames::kFirstBackoffMs;
+  names.Resolve(cgroup, ask_ms);
+  CHECK(dockerd.connections() == 2);
+  now += ContainerNames::kFirstBackoffMs;
+  names.Resolve(cgroup, ask_ms);
+  CHECK(dockerd.connections() == 2);
+  now += ContainerNames::kFirstBackoffMs;
+  names.Resolve(cgroup, ask_ms);
+  CHECK(dockerd.connections() == 3);
   // A timeout of 0 never asks.
   names.Resolve("/docker/" + std::string(64, 'b'), 0);
-  CHECK(dockerd.connections() == 1);
+  CHECK(dockerd.connections() == 3);
   // A short ask (a scan's budget running out) is tried again next time.
   const std::string other = "/docker/" + std::string(64, 'd');
   names.Resolve(other, 20);
   names.Resolve(other, 20);
-  CHECK(dockerd.connections() == 3);
+  CHECK(dockerd.connections() == 5);
+}
+
+TEST_CASE("an id dockerd answers for without a name is left alone for kRetryAfterMs",
+          "[agent][oom]") {
+  FakeDockerd dockerd("HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n"
+                      R"({"message":"No such container"})");
+  int64_t now = 1000000;
+  ContainerNames names(dockerd.path(), [&now] { return now; });
+  const std::string cgroup = "/docker/" + std::string(64, 'e');
+  CHECK(names.Resolve(cgroup)->name.empty());
+  now += ContainerNames::kRetryAfterMs - 1;
+  CHECK(names.Resolve(cgroup)->name.empty());
+  CHECK(dockerd.connections() == 1);
+  now += 1;
+  names.Resolve(cgroup);
+  CHECK(dockerd.connections() == 2);
 }
 
 TEST_CASE("dockerd's answer names the container, and the name is kept", "[agent][oom]") {
