@@ -62,7 +62,9 @@ done
 # console line that matches.
 # Empty when the line is not there (yet): the figure is left out, not the run.
 agent_ms() { { grep -a "cove-agent: \[.*$2" "$1" || true; } | tail -n1 | sed -E 's/.*\[ *([0-9]+)\.([0-9]{3})\].*/\1\2/' | sed 's/^0*//'; }
-declare -A wall agent ready
+# marker_ms SERIAL_LOG MARKER: the uptime (ms) cove-init printed on MARKER.
+marker_ms() { { grep -a "cove-init: $2 (uptime" "$1" || true; } | tail -n1 | sed -E 's/.*uptime ([0-9]+)\.([0-9]{2})s.*/\1\20/' | sed 's/^0*//'; }
+declare -A wall agent ready initramfs rootfs
 for runtime in containerd docker; do
   name=bench-$runtime
   cove create "$name" --image "$image" --memory 1GiB --cpus 2 --disk 4 --mount none \
@@ -71,16 +73,19 @@ for runtime in containerd docker; do
   serial="$COVE_HOME/machines/$name/serial.log"
   runtime_service=$runtime
   [ "$runtime" = docker ] && runtime_service=dockerd
-  w=() a=() r=()
+  w=() a=() r=() i=() f=()
   for _ in $(seq "$runs"); do
     t0=$(now_ms)
     cove start "$name" >/dev/null 2>&1
     w+=($(($(now_ms) - t0)))
     a+=("$(agent_ms "$serial" 'started (pid')")
     r+=("$(agent_ms "$serial" "$runtime_service is ready")")
+    i+=("$(marker_ms "$serial" initramfs)")
+    f+=("$(marker_ms "$serial" rootfs)")
     cove stop "$name" >/dev/null 2>&1
   done
   wall[$runtime]="${w[*]}" agent[$runtime]="${a[*]}" ready[$runtime]="${r[*]}"
+  initramfs[$runtime]="${i[*]}" rootfs[$runtime]="${f[*]}"
 done
 med() { tr ' ' '\n' <<<"$1" | median; }
 
@@ -93,11 +98,16 @@ echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "$(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r), $(qemu-system-x86_64 --version | head -1)."
 echo "Accelerator: $accel. Guest: $(jq -r '.kernel_version' "$image/image.json"), 2 vCPUs, 1 GiB, no mounts. Median of $runs."
 echo
-echo "| what | median (ms) | runs (ms) | guest: kernel start to agent (ms) | guest: kernel start to runtime ready (ms) |"
-echo "|---|---|---|---|---|"
-echo "| floor: bare qemu, same kernel, busybox-only initramfs, launch to userland | $m_floor | ${floor_ms[*]} | | |"
-echo "| containerd machine: \`cove start\` to running | $m_ctd | ${wall[containerd]} | $(med "${agent[containerd]}") | $(med "${ready[containerd]}") |"
-echo "| docker machine: \`cove start\` to running | $m_dock | ${wall[docker]} | $(med "${agent[docker]}") | $(med "${ready[docker]}") |"
+echo "Guest columns: its uptime (ms) when the initramfs starts, when the root disk's init starts, when the agent starts, when the runtime answers."
+echo
+echo "| what | median (ms) | runs (ms) | guest: initramfs | guest: rootfs | guest: agent | guest: runtime ready |"
+echo "|---|---|---|---|---|---|---|"
+echo "| floor: bare qemu, same kernel, busybox-only initramfs, launch to userland | $m_floor | ${floor_ms[*]} | | | | |"
+for runtime in containerd docker; do
+  what="containerd machine"
+  [ "$runtime" = docker ] && what="docker machine"
+  echo "| $what: \`cove start\` to running | $(med "${wall[$runtime]}") | ${wall[$runtime]} | $(med "${initramfs[$runtime]}") | $(med "${rootfs[$runtime]}") | $(med "${agent[$runtime]}") | $(med "${ready[$runtime]}") |"
+done
 echo
 awk -v f="$m_floor" -v c="$m_ctd" -v d="$m_dock" 'BEGIN {
   printf "containerd machine / floor: %.2fx (target <= 1.5x); docker machine / containerd machine: %.2fx (target <= 2.0x)\n", c / f, d / c }'
