@@ -92,7 +92,22 @@ void GuestHealth::OnHello(const cove::agent::v1::Hello& hello, int64_t steady_no
   hello_steady_ms_ = steady_now_ms;
 }
 
-void GuestHealth::OnHeartbeat(const cove::agent::v1::Heartbeat& beat, int64_t unix_now_ms) {
+void GuestHealth::OnHeartbeat(const cove::agent::v1::Heartbeat& beat, int64_t steady_now_ms,
+                              int64_t unix_now_ms) {
+  if (kills_untold_ > 0 && steady_now_ms - kill_window_start_ms_ >= kKillWindowMs &&
+      !record_.oom_kills().empty()) {
+    // The burst is over and no kill came after it to carry its count.
+    const cove::v1::OomKill& last = record_.oom_kills(record_.oom_kills_size() - 1);
+    publish_(cove::v1::EVENT_KIND_OOM_KILL,
+             absl::StrCat(kills_untold_,
+                          " more OOM kills, too many to tell one by one (cove inspect ", machine_,
+                          " lists the last ", kMaxKills, "); the last: ", last.summary(),
+                          ". Fix: ", last.fix()),
+             &last);
+    kills_untold_ = 0;
+    kill_window_start_ms_ = steady_now_ms;
+    kills_in_window_ = 1;
+  }
   cove::v1::GuestInfo* g = record_.mutable_guest();
   g->set_mem_total_bytes(beat.mem_total_bytes());
   g->set_mem_available_bytes(beat.mem_available_bytes());

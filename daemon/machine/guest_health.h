@@ -4,7 +4,8 @@
 // through its lifecycle hooks like the mounts:
 //
 //   OnHello       a session began: the guest's uptime, to date kills
-//   OnHeartbeat   figures into Machine.guest; sustained pressure is an event
+//   OnHeartbeat   figures into Machine.guest; sustained pressure is an event;
+//                 kills a burst left untold are told once its window is over
 //   OnOomKill     a kill into Machine.oom_kills (once each) and an event
 //   Clear         the boot is over
 //
@@ -35,7 +36,8 @@ class GuestHealth {
   static constexpr int kMaxKills = 16;
   // At most this many kill events (each also writes machine.json) in a
   // window; the kills past it (a fork bomb under a limit) are kept on the
-  // Machine and counted in the next event told.
+  // Machine and counted in the next event told: the next kill's, or, at the
+  // first heartbeat after the window, one of their own.
   static constexpr int kMaxKillEventsPerWindow = 10;
   static constexpr int64_t kKillWindowMs = 10000;
   // Sustained pressure: "some" avg10 at or above this percentage in this
@@ -49,7 +51,8 @@ class GuestHealth {
       : machine_(std::move(machine)), record_(record), publish_(std::move(publish)) {}
 
   void OnHello(const cove::agent::v1::Hello& hello, int64_t steady_now_ms);
-  void OnHeartbeat(const cove::agent::v1::Heartbeat& beat, int64_t unix_now_ms);
+  void OnHeartbeat(const cove::agent::v1::Heartbeat& beat, int64_t steady_now_ms,
+                   int64_t unix_now_ms);
   void OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady_now_ms,
                  int64_t unix_now_ms);
   void Clear();

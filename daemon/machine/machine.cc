@@ -148,8 +148,9 @@ void Machine::StartAgentLink() {
           .on_hello = [this](const cove::agent::v1::Hello& h) { OnHello(h); },
           .on_heartbeat =
               [this](const cove::agent::v1::Heartbeat& hb) {
-                health_->OnHeartbeat(hb, TimeUtil::TimestampToMilliseconds(
-                                             TimeUtil::GetCurrentTime()));
+                health_->OnHeartbeat(
+                    hb, static_cast<int64_t>(SteadyNowMs()),
+                    TimeUtil::TimestampToMilliseconds(TimeUtil::GetCurrentTime()));
               },
           .on_lost =
               [this](const std::string& why) {
