@@ -5,8 +5,10 @@
 #   - a containerd machine: `cove start` of a stopped machine to running
 #     (the runtime answers on the host socket);
 #   - a docker machine: the same, running meaning dockerd answers.
-# Each the median of RUNS; the guest's own timeline (kernel start to agent,
-# agent to runtime ready) from the agent's lines on the console.
+# Each the median of RUNS; the guest's own timeline (its uptime when the
+# initramfs starts, the root disk's init starts, the agent starts, the
+# runtime answers) from cove-init's markers and the agent's lines on the
+# console.
 # Writes a markdown report to stdout; docs/benchmarks.md keeps the figures.
 #
 #   bench/start.sh IMAGE_DIR [RUNS]
@@ -61,9 +63,9 @@ done
 # agent_ms SERIAL_LOG PATTERN: the guest's uptime (ms) on the agent's last
 # console line that matches.
 # Empty when the line is not there (yet): the figure is left out, not the run.
-agent_ms() { { grep -a "cove-agent: \[.*$2" "$1" || true; } | tail -n1 | sed -E 's/.*\[ *([0-9]+)\.([0-9]{3})\].*/\1\2/' | sed 's/^0*//'; }
+agent_ms() { { grep -a "cove-agent: \[.*$2" "$1" || true; } | tail -n1 | sed -nE 's/.*\[ *([0-9]+)\.([0-9]{3})\].*/\1\2/p' | sed 's/^0*//'; }
 # marker_ms SERIAL_LOG MARKER: the uptime (ms) cove-init printed on MARKER.
-marker_ms() { { grep -a "cove-init: $2 (uptime" "$1" || true; } | tail -n1 | sed -E 's/.*uptime ([0-9]+)\.([0-9]{2})s.*/\1\20/' | sed 's/^0*//'; }
+marker_ms() { { grep -a "cove-init: $2 (uptime" "$1" || true; } | tail -n1 | sed -nE 's/.*uptime ([0-9]+)\.([0-9]{2})s.*/\1\20/p' | sed 's/^0*//'; }
 declare -A wall agent ready initramfs rootfs
 for runtime in containerd docker; do
   name=bench-$runtime

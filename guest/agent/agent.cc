@@ -309,7 +309,8 @@ void Agent::EnrichOomKill(v1::OomKill& kill) {
   // exit. One budget for all the kills of one read, though.
   const int ask_ms = static_cast<int>(
       std::clamp<int64_t>(oom_names_until_ms_ - NowMs(), 0, kOomNameTimeoutMs));
-  if (auto container = containers_.Resolve(kill.task_cgroup(), ask_ms)) {
+  if (auto container =
+          containers_.Resolve(kill.task_cgroup(), ask_ms, ContainerNames::Wait::kSkipIfSilent)) {
     kill.set_container_id(container->id);
     kill.set_container_name(container->name);
   }

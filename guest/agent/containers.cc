@@ -60,7 +60,8 @@ ContainerNames::ContainerNames(std::string docker_socket, Clock clock)
   if (!clock_) clock_ = [] { return ClockMs(CLOCK_MONOTONIC); };
 }
 
-std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int timeout_ms) {
+std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int timeout_ms,
+                                                    Wait wait) {
   auto ref = ContainerOfCgroup(cgroup);
   if (!ref || !ref->name.empty()) return ref;
   if (auto it = names_.find(ref->id); it != names_.end()) {
@@ -69,7 +70,10 @@ std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int
   }
   const int64_t now_ms = clock_();
   auto unnamed = unnamed_.find(ref->id);
-  if (unnamed != unnamed_.end() && now_ms < unnamed->second.until_ms) return ref;
+  if (unnamed != unnamed_.end() && now_ms < unnamed->second.until_ms &&
+      (wait == Wait::kRespect || unnamed->second.answered)) {
+    return ref;
+  }
   if (timeout_ms <= 0) return ref;
   auto response =
       UnixHttpGet(docker_socket_, "/containers/" + ref->id + "/json", timeout_ms, 64 * 1024);
@@ -88,8 +92,9 @@ std::optional<ContainerRef> ContainerNames::Resolve(std::string_view cgroup, int
     unnamed = unnamed_.emplace(ref->id, Unnamed{0, kFirstBackoffMs}).first;
   }
   Unnamed& u = unnamed->second;
-  if (status != 0) {
-    u.until_ms = now_ms + kRetryAfterMs;  // dockerd answered: it has no name
+  u.answered = status != 0;
+  if (u.answered) {
+    u.until_ms = now_ms + kRetryAfterMs;  // it has no name
   } else {
     u.until_ms = now_ms + u.backoff_ms;
     u.backoff_ms = std::min(u.backoff_ms * 2, kRetryAfterMs);

@@ -37,16 +37,21 @@ class ContainerNames {
 
   using Clock = std::function<int64_t()>;  // ms, monotonic
   explicit ContainerNames(std::string docker_socket = "/run/docker.sock", Clock clock = {});
+  // Whether an id waiting out a silent dockerd is asked anyway: a kill is
+  // told once, so its name is worth an ask that a scan would skip.
+  enum class Wait { kRespect, kSkipIfSilent };
   // The container of `cgroup`. A docker one is named by asking dockerd, at
   // most `timeout_ms` in all (0: only from what is known); an id dockerd
   // did not name is asked again only after a wait (see above). Blocks the
   // caller for up to `timeout_ms`.
-  std::optional<ContainerRef> Resolve(std::string_view cgroup, int timeout_ms = kAskTimeoutMs);
+  std::optional<ContainerRef> Resolve(std::string_view cgroup, int timeout_ms = kAskTimeoutMs,
+                                      Wait wait = Wait::kRespect);
 
  private:
   struct Unnamed {
     int64_t until_ms = 0;    // not asked before this
     int64_t backoff_ms = 0;  // the wait after the next silent ask
+    bool answered = false;   // dockerd answered, without a name
   };
   std::string docker_socket_;
   Clock clock_;

@@ -64,7 +64,8 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
     key += std::to_string(p.pid) + p.arch + p.cgroup + " " + out->container_name() + ";";
   }
   if (unnamed) {
-    due_ms_ = std::min(due_ms_, now_ms + unnamed_rescan_ms_);
+    // From the scan's end: the names' waits began at their asks, within it.
+    due_ms_ = std::min(due_ms_, ClockMs(CLOCK_MONOTONIC) + unnamed_rescan_ms_);
     unnamed_rescan_ms_ = std::min(unnamed_rescan_ms_ * 2, kIdleMs);
   } else {
     unnamed_rescan_ms_ = kAfterEventMs;

@@ -14,6 +14,7 @@ mount -t tmpfs -o size=1100m,mode=0700 cove-full "$COVE_HOME"
 unmount() {
   local rc=$? pids
   trap - EXIT
+  show_logs_unless_shown "$rc"
   stop_coved
   pids=$(our_qemus)
   [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true

@@ -76,13 +76,18 @@ stop_coved() {
 # qemu processes that belong to this test's home.
 our_qemus() { pgrep -f "qemu-system.*$COVE_HOME" || true; }
 
-cleanup() {
-  local rc=$?
-  # A command that failed under set -e, not through fail(): the logs too.
-  if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ -z "$FAILED_LOGS_SHOWN" ]; then
-    log "FAIL: exit status $rc (a command failed; its output is above)"
+# show_logs_unless_shown RC: for an exit trap. A command that failed under
+# set -e, not through fail(), gets the logs too (77 is a skip).
+show_logs_unless_shown() {
+  if [ "$1" != 0 ] && [ "$1" != 77 ] && [ -z "$FAILED_LOGS_SHOWN" ]; then
+    log "FAIL: exit status $1 (a command failed; its output is above)"
     show_logs
   fi
+}
+
+cleanup() {
+  local rc=$?
+  show_logs_unless_shown "$rc"
   stop_coved
   local pids
   pids=$(our_qemus)

@@ -209,14 +209,17 @@ TEST_CASE("a silent dockerd holds a name lookup for its timeout, then only after
   now += ContainerNames::kFirstBackoffMs;
   names.Resolve(cgroup, ask_ms);
   CHECK(dockerd.connections() == 3);
+  // A kill's ask does not wait out a silent dockerd.
+  names.Resolve(cgroup, ask_ms, ContainerNames::Wait::kSkipIfSilent);
+  CHECK(dockerd.connections() == 4);
   // A timeout of 0 never asks.
   names.Resolve("/docker/" + std::string(64, 'b'), 0);
-  CHECK(dockerd.connections() == 3);
+  CHECK(dockerd.connections() == 4);
   // A short ask (a scan's budget running out) is tried again next time.
   const std::string other = "/docker/" + std::string(64, 'd');
   names.Resolve(other, 20);
   names.Resolve(other, 20);
-  CHECK(dockerd.connections() == 5);
+  CHECK(dockerd.connections() == 6);
 }
 
 TEST_CASE("an id dockerd answers for without a name is left alone for kRetryAfterMs",
@@ -229,6 +232,9 @@ TEST_CASE("an id dockerd answers for without a name is left alone for kRetryAfte
   CHECK(names.Resolve(cgroup)->name.empty());
   now += ContainerNames::kRetryAfterMs - 1;
   CHECK(names.Resolve(cgroup)->name.empty());
+  // Not even for a kill: dockerd said it has no such container.
+  CHECK(names.Resolve(cgroup, ContainerNames::kAskTimeoutMs,
+                      ContainerNames::Wait::kSkipIfSilent)->name.empty());
   CHECK(dockerd.connections() == 1);
   now += 1;
   names.Resolve(cgroup);
