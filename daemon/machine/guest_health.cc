@@ -99,10 +99,7 @@ void GuestHealth::OnHeartbeat(const cove::agent::v1::Heartbeat& beat, int64_t st
     // The burst is over and no kill came after it to carry its count.
     const cove::v1::OomKill& last = record_.oom_kills(record_.oom_kills_size() - 1);
     publish_(cove::v1::EVENT_KIND_OOM_KILL,
-             absl::StrCat(kills_untold_, kills_untold_ == 1 ? " more OOM kill" : " more OOM kills",
-                          ", too many to tell one by one (cove inspect ", machine_,
-                          " lists the last ", kMaxKills, "); the last: ", last.summary(),
-                          ". Fix: ", last.fix()),
+             absl::StrCat(UntoldKills(), "; the last: ", last.summary(), ". Fix: ", last.fix()),
              &last);
     kills_untold_ = 0;
     kill_window_start_ms_ = steady_now_ms;
@@ -172,13 +169,16 @@ void GuestHealth::OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady
   }
   std::string message = absl::StrCat(out.summary(), ". Fix: ", out.fix());
   if (kills_untold_ > 0) {
-    absl::StrAppend(&message, " (and ", kills_untold_,
-                    kills_untold_ == 1 ? " more OOM kill" : " more OOM kills",
-                    " before it, too many to tell one by one: cove inspect ",
-                    machine_, " lists the last ", kMaxKills, ")");
+    absl::StrAppend(&message, " (and ", UntoldKills(), ", before this one)");
     kills_untold_ = 0;
   }
   publish_(cove::v1::EVENT_KIND_OOM_KILL, message, &out);
+}
+
+std::string GuestHealth::UntoldKills() const {
+  return absl::StrCat(kills_untold_, kills_untold_ == 1 ? " more OOM kill" : " more OOM kills",
+                      ", too many to tell one by one (cove inspect ", machine_,
+                      " lists the last ", kMaxKills, ")");
 }
 
 void GuestHealth::Clear() {

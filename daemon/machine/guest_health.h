@@ -58,6 +58,9 @@ class GuestHealth {
   void Clear();
 
  private:
+  // "5 more OOM kills, too many to tell one by one (cove inspect ...)".
+  std::string UntoldKills() const;
+
   std::string machine_;
   cove::v1::Machine& record_;
   Publish publish_;

@@ -95,7 +95,8 @@ std::optional<v1::OomKill> OomParser::Feed(const KmsgRecord& record) {
     oom_cgroup_ = FieldOf(fields, "oom_memcg");
     task_cgroup_ = FieldOf(fields, "task_memcg");
     // The field itself: "pid=" also ends "task_memcg=/x/ppid=" and the like.
-    task_pid_ = static_cast<uint32_t>(NumberAfter(FieldOf(fields, "pid"), ""));
+    uint64_t pid = 0;
+    task_pid_ = ParseDecimal(FieldOf(fields, "pid"), &pid) ? static_cast<uint32_t>(pid) : 0;
     return std::nullopt;
   }
   size_t killed = text.find("Killed process ");
