@@ -1,6 +1,6 @@
 # Runs an integration test as an ordinary user: cove is a per-user tool, and
 # root hides permission and ownership bugs. Used by tests that must not run
-# as root (mounts): `bash as-user.sh TEST.sh`. As root it makes the user
+# as root (mounts, oom): `bash as-user.sh TEST.sh`. As root it makes the user
 # cove-test (if missing), stages what the test needs where that user can
 # read it (the build may sit under /root), gives the user a fresh home of its
 # own, and runs the test through runuser. As an ordinary user it just runs

@@ -1,7 +1,9 @@
 # OOM kills: a container over its -m limit and a machine out of memory each
 # become an oom-kill event that names the process, the limit and the fix; the
 # control path survives (the agent answers, the machine stays running);
-# Machine.oom_kills has them, once each, also after coved restarts.
+# Machine.oom_kills has them, once each, also after coved restarts. As an
+# ordinary user (as-user.sh re-runs it as cove-test when started as root).
+if [ "$(id -u)" = 0 ]; then exec bash "$(dirname "$0")/as-user.sh" "$0"; fi
 source "$(dirname "$0")/lib.sh"
 command -v docker >/dev/null || { log "no docker CLI on this host; skipping"; exit 77; }
 export DOCKER_CONFIG="$COVE_HOME/docker-config"
