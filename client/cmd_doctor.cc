@@ -24,8 +24,11 @@ void RegisterDoctor(CLI::App& app, Context& ctx, int& exit_code) {
     }
     std::vector<cove::v1::Machine> machines;
     if (!name->empty()) {
+      // The guest looks again now: a user asks right after seeing something
+      // slow, and the agent's routine scans may be 10 s old.
       cove::v1::GetMachineRequest req;
       req.set_name(*name);
+      req.set_refresh_guest(true);
       cove::v1::Machine m;
       grpc::ClientContext call;
       grpc::Status st = ctx.machines().Get(&call, req, &m);
@@ -35,9 +38,11 @@ void RegisterDoctor(CLI::App& app, Context& ctx, int& exit_code) {
       }
       machines.push_back(std::move(m));
     } else {
+      cove::v1::ListMachinesRequest req;
+      req.set_refresh_guest(true);
       cove::v1::ListMachinesResponse resp;
       grpc::ClientContext call;
-      grpc::Status st = ctx.machines().List(&call, cove::v1::ListMachinesRequest(), &resp);
+      grpc::Status st = ctx.machines().List(&call, req, &resp);
       if (!st.ok()) {
         exit_code = Context::Fail(st);
         return;

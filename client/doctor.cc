@@ -136,6 +136,16 @@ void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
                       f.holder().empty() ? "" : " (held by " + f.holder() + ")"),
          "free that host port, or map it elsewhere: cove forward / cove set --port-rule"});
   }
+  for (const auto& mount : m.mounts()) {
+    if (mount.host_events() || mount.state() != cove::v1::MOUNT_STATE_MOUNTED) continue;
+    out.push_back({"warning", subject,
+                   absl::StrCat("mount ", mount.mount().host_path(),
+                                mount.mount().guest_path() == mount.mount().host_path()
+                                    ? ""
+                                    : " at " + mount.mount().guest_path(),
+                                " is 9p: host file changes do not wake watchers in the guest"),
+                   mount.host_events_note()});
+  }
   // Emulated containers, one finding each.
   std::map<std::string, std::set<std::string>> archs;  // container -> archs
   for (const auto& p : m.emulated()) {

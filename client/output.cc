@@ -162,6 +162,8 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       mj["state"] = MountStateName(live.state());
       mj["tag"] = live.tag();
       mj["watched_dirs"] = live.watched_dirs();
+      mj["host_events"] = live.host_events();
+      if (!live.host_events_note().empty()) mj["host_events_note"] = live.host_events_note();
       if (!live.error().empty()) mj["error"] = live.error();
     }
     j["mounts"].push_back(std::move(mj));

@@ -55,6 +55,7 @@ AgentLink::AgentLink(EventLoop& loop, std::string name, std::string socket_path,
 AgentLink::~AgentLink() {
   running_ = false;
   Stop();
+  FinishRefresh(0);
 }
 
 link::StreamMux::Callbacks AgentLink::MuxCallbacks() {
@@ -207,6 +208,34 @@ bool AgentLink::SendControl(const cove::agent::v1::HostToGuest& msg) {
   return true;
 }
 
+void AgentLink::Refresh(uint64_t bound_ms, std::function<void()> done) {
+  if (!ready_) {
+    loop_.Post(std::move(done));
+    return;
+  }
+  const uint64_t id = next_refresh_id_++;
+  cove::agent::v1::HostToGuest msg;
+  msg.mutable_refresh()->set_id(id);
+  mux_->SendControl(msg.SerializeAsString());
+  PendingRefresh& pending = refreshes_[id];
+  pending.done = std::move(done);
+  pending.bound = std::make_unique<Timer>(loop_);
+  pending.bound->Start(bound_ms, [this, id]() { FinishRefresh(id); });
+}
+
+void AgentLink::FinishRefresh(uint64_t id) {
+  std::vector<std::function<void()>> dones;
+  for (auto it = refreshes_.begin(); it != refreshes_.end();) {
+    if (id != 0 && it->first != id) {
+      ++it;
+      continue;
+    }
+    dones.push_back(std::move(it->second.done));
+    it = refreshes_.erase(it);
+  }
+  for (auto& done : dones) done();
+}
+
 bool AgentLink::RequestShutdown() {
   if (!ready_) return false;
   cove::agent::v1::HostToGuest msg;
@@ -312,6 +341,9 @@ void AgentLink::OnControl(const std::string& payload) {
     case cove::agent::v1::GuestToHost::kOomKill:
       if (ready_ && callbacks_.on_oom_kill) callbacks_.on_oom_kill(msg.oom_kill());
       break;
+    case cove::agent::v1::GuestToHost::kRefreshed:
+      if (msg.refreshed().id() != 0) FinishRefresh(msg.refreshed().id());
+      break;
     default:
       break;
   }
@@ -332,6 +364,7 @@ void AgentLink::EndSession(const std::string& why) {
     if (h->on_reset) h->on_reset(reason);
   }
   (void)old;
+  FinishRefresh(0);
   if (running_ && was_ready && callbacks_.on_lost) callbacks_.on_lost(why);
 }
 

@@ -98,6 +98,11 @@ class AgentLink {
   bool RequestShutdown();
   // A control message (exec resize, signal). False if no session is up.
   bool SendControl(const cove::agent::v1::HostToGuest& msg);
+  // Asks the agent for fresh reports (heartbeat, listeners, emulation) and
+  // runs `done` once they have been delivered to the callbacks above, or
+  // after `bound_ms`, or when the session ends: exactly once, on the loop,
+  // never inside this call. At once (posted) when no session is up.
+  void Refresh(uint64_t bound_ms, std::function<void()> done);
 
   // Streams. OpenStream returns 0 when no session is up or the stream limit
   // is reached.
@@ -127,6 +132,8 @@ class AgentLink {
   void SchedulePump();
   void Pump();
   std::shared_ptr<StreamCallbacks> Handler(uint32_t id) const;
+  // Runs and forgets the pending refresh `id` (all of them with 0).
+  void FinishRefresh(uint64_t id);
   link::StreamMux::Callbacks MuxCallbacks();
 
   EventLoop& loop_;
@@ -138,6 +145,12 @@ class AgentLink {
   link::FrameDecoder decoder_;
   std::unique_ptr<link::StreamMux> mux_;
   std::map<uint32_t, std::shared_ptr<StreamCallbacks>> handlers_;
+  struct PendingRefresh {
+    std::function<void()> done;
+    std::unique_ptr<Timer> bound;
+  };
+  std::map<uint64_t, PendingRefresh> refreshes_;
+  uint64_t next_refresh_id_ = 1;
   Timer retry_;     // reconnect backoff, and HostHello resends
   Timer watchdog_;  // heartbeat timeout
   Timer pump_;      // moves mux output to the socket, batched per loop turn

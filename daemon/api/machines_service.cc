@@ -179,9 +179,23 @@ grpc::Status MachinesService::Delete(grpc::ServerContext* ctx,
   }
 }
 
-grpc::Status MachinesService::List(grpc::ServerContext* ctx, const cove::v1::ListMachinesRequest*,
+void MachinesService::RefreshGuests(const std::string& name) {
+  auto done = std::make_shared<Channel<bool>>(1);
+  if (!loop_.Post([this, name, done]() {
+        manager_.RefreshGuests(name, [done]() { done->Push(true, /*final=*/true); });
+      })) {
+    return;
+  }
+  // The machines bound their own waits; this only guards against a loop
+  // that does not run the closure.
+  done->Pop(std::chrono::milliseconds(Machine::kRefreshBoundMs + 1000));
+}
+
+grpc::Status MachinesService::List(grpc::ServerContext* ctx,
+                                   const cove::v1::ListMachinesRequest* req,
                                    cove::v1::ListMachinesResponse* resp) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  if (req->refresh_guest()) RefreshGuests("");
   auto list = loop_.Call<std::vector<cove::v1::Machine>>([this]() { return manager_.List(); });
   if (!list.ok()) return ToGrpc(list.status());
   for (auto& m : *list) *resp->add_machines() = std::move(m);
@@ -191,6 +205,7 @@ grpc::Status MachinesService::List(grpc::ServerContext* ctx, const cove::v1::Lis
 grpc::Status MachinesService::Get(grpc::ServerContext* ctx, const cove::v1::GetMachineRequest* req,
                                   cove::v1::Machine* resp) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  if (req->refresh_guest()) RefreshGuests(req->name());
   auto got = loop_.Call<absl::StatusOr<cove::v1::Machine>>(
       [this, name = req->name()]() -> absl::StatusOr<cove::v1::Machine> {
         auto m = manager_.Find(name);

@@ -61,6 +61,9 @@ class MachinesService final : public cove::v1::Machines::Service {
   // machine.
   grpc::Status ChangeMachine(grpc::ServerContext* ctx, const std::string& name,
                              std::function<absl::Status(Machine&)> change, cove::v1::Machine* resp);
+  // Asks the guest agents of machine `name` (all when empty) for fresh facts
+  // and waits for them, Machine::kRefreshBoundMs at most.
+  void RefreshGuests(const std::string& name);
   // Validates, verifies the image (off the loop: it hashes files), creates.
   absl::StatusOr<cove::v1::Machine> DoCreate(const std::string& name,
                                              const cove::v1::MachineSpec& spec);

@@ -418,6 +418,14 @@ std::optional<StreamCallbacks> Machine::OnGuestOpen(uint32_t id,
   return std::nullopt;
 }
 
+void Machine::RefreshGuest(std::function<void()> done) {
+  if (!agent_) {
+    env_.loop.Post(std::move(done));
+    return;
+  }
+  agent_->Refresh(kRefreshBoundMs, std::move(done));
+}
+
 absl::StatusOr<std::shared_ptr<ExecSession>> Machine::StartExec(
     const cove::v1::ExecStart& start, std::shared_ptr<ExecSession::Output> output) {
   if (state() != cove::v1::MACHINE_STATE_RUNNING || !agent_) {

@@ -109,6 +109,13 @@ class Machine {
   // At coved startup: re-attach to a hypervisor an earlier coved started.
   void Adopt();
 
+  // The longest RefreshGuest waits for the agent's answer.
+  static constexpr uint64_t kRefreshBoundMs = 3000;
+  // Asks the guest agent to look again now (emulated processes and their
+  // containers, memory, listeners) and runs `done` once view() shows what it
+  // found, after kRefreshBoundMs at most, or at once without an agent.
+  void RefreshGuest(std::function<void()> done);
+
   // Starts a command in the running guest; its output and exit go to
   // `output`. FAILED_PRECONDITION when the machine is not running.
   absl::StatusOr<std::shared_ptr<ExecSession>> StartExec(

@@ -174,6 +174,21 @@ void MachineManager::Remove(const std::string& name) {
   env_.events.Publish(std::move(event));
 }
 
+void MachineManager::RefreshGuests(const std::string& name, std::function<void()> done) {
+  // One count for each machine asked, plus one released below, so `done`
+  // cannot run before every machine was asked.
+  auto left = std::make_shared<size_t>(1);
+  auto one_done = [left, done = std::move(done)]() {
+    if (--*left == 0) done();
+  };
+  for (auto& [n, machine] : machines_) {
+    if (!name.empty() && n != name) continue;
+    ++*left;
+    machine->RefreshGuest(one_done);
+  }
+  one_done();
+}
+
 std::vector<cove::v1::Machine> MachineManager::List() const {
   std::vector<cove::v1::Machine> out;
   out.reserve(machines_.size());

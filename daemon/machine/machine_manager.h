@@ -43,6 +43,9 @@ class MachineManager {
   void Delete(const std::string& name, bool force, Machine::Done done);
 
   std::vector<cove::v1::Machine> List() const;
+  // Machine::RefreshGuest on `name` (every machine when empty); `done` runs
+  // once, when all have answered or given up (Machine::kRefreshBoundMs).
+  void RefreshGuests(const std::string& name, std::function<void()> done);
   // Names of machines created from the image at `path`.
   std::vector<std::string> UsersOfImage(const std::string& path) const;
 

@@ -63,6 +63,24 @@ bool IsOurVirtiofsd(int pid, const std::string& host_path) {
          absl::StrContains(cmdline, std::string("--shared-dir") + '\0' + host_path + '\0');
 }
 
+// Over 9p (cache=mmap, the only mode that sees host edits at once) the guest
+// kernel makes a new inode for every lookup, so no inotify watch there ever
+// fires: host changes cannot be replayed to guest watchers (docs/mounts.md).
+void SetHostEvents(cove::v1::MountInfo& info, const MountSupport& can) {
+  const bool virtiofs = info.mount().type() == cove::v1::MOUNT_TYPE_VIRTIOFS;
+  info.set_host_events(virtiofs);
+  if (virtiofs) return;
+  info.set_host_events_note(absl::StrCat(
+      "over 9p, saves on the host do not wake inotify watchers in the guest (hot reload, test "
+      "watchers); ",
+      can.virtiofs_vhost_user
+          ? "install a virtiofsd that runs as you (Debian 13, Ubuntu 24.04: apt install "
+            "virtiofsd) and restart the machine, so it mounts over virtiofs, or "
+          : "",
+      "make the watchers poll (CHOKIDAR_USEPOLLING=1, webpack's watchOptions.poll, "
+      "nodemon --legacy-watch)"));
+}
+
 }  // namespace
 
 MountSet::MountSet(Env env, Changed changed)
@@ -131,6 +149,7 @@ absl::Status MountSet::PrepareShares(
           absl::StrCat(what, ": this driver has no 9p; use --mount-type virtiofs or auto"));
     }
     m.set_type(type);
+    SetHostEvents(entry.info, can);
     if (type == cove::v1::MOUNT_TYPE_VIRTIOFS && !can.virtiofs_builtin) {
       if (auto started = StartVirtiofsd(entry, find_virtiofsd()->path); !started.ok()) {
         return absl::FailedPreconditionError(absl::StrCat(what, ": ", started.message()));
@@ -203,6 +222,7 @@ void MountSet::Adopt() {
     m.set_host_path(e.value("host_path", ""));
     m.set_guest_path(e.value("guest_path", ""));
     m.set_read_only(e.value("read_only", false));
+    SetHostEvents(entry.info, env_.support);
     entry.socket = e.value("socket", "");
     entry.log = e.value("log", "");
     const int pid = e.value("pid", 0);
@@ -307,8 +327,9 @@ void MountSet::OnMountStatus(const cove::agent::v1::MountStatus& status) {
 
 void MountSet::OnWatchedDirs(const cove::agent::v1::WatchedDirs& dirs) {
   Entry* e = Find(dirs.tag());
-  // A read-only mount cannot be touched from the guest, so no replay.
-  if (e == nullptr || !watcher_ || e->info.mount().read_only()) return;
+  // A read-only mount cannot be touched from the guest, so no replay; a 9p
+  // mount's watchers cannot be woken.
+  if (e == nullptr || !watcher_ || e->info.mount().read_only() || !e->info.host_events()) return;
   std::vector<std::string> list;
   for (const std::string& d : dirs.dirs()) {
     // Relative, inside the mount: the agent made them so, a guest cannot

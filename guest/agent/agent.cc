@@ -149,7 +149,7 @@ Agent::SessionEnd Agent::Serve(LinkConnection& conn) {
       emulation_.OnProcessEvent(process_event_ms_);
     }
     if (session.greeted) ReportWatchedDirs(session, false);
-    if (session.greeted) ReportEmulation(session, false);
+    if (session.greeted) ReportEmulation(session, Emulation::Want::kIfChanged);
     Pump(conn, session);
   }
   if (session.greeted) {
@@ -285,12 +285,24 @@ void Agent::ReportWatchedDirs(Session& session, bool force) {
   }
 }
 
-void Agent::ReportEmulation(Session& session, bool force) {
-  if (auto report = emulation_.Take(NowMs(), force, containers_)) {
+void Agent::ReportEmulation(Session& session, Emulation::Want want) {
+  if (auto report = emulation_.Take(NowMs(), want, containers_)) {
     v1::GuestToHost msg;
     *msg.mutable_emulation() = std::move(*report);
     Send(session, msg);
   }
+}
+
+void Agent::Refresh(Session& session, uint64_t id) {
+  if (session.greeted) {  // before the hello there are no reports to refresh
+    Send(session, MakeHeartbeat(++heartbeat_seq_));
+    ReadKernelLog(&session);
+    ReportListeners(session, true);
+    ReportEmulation(session, Emulation::Want::kRefresh);
+  }
+  v1::GuestToHost msg;
+  msg.mutable_refreshed()->set_id(id);
+  Send(session, msg);
 }
 
 void Agent::ReadKernelLog(Session* session) {
@@ -372,6 +384,9 @@ void Agent::HandleControl(const std::string& payload, Session& session) {
     case v1::HostToGuest::kHostChanges:
       mounts_.OnHostChanges(message.host_changes());
       break;
+    case v1::HostToGuest::kRefresh:
+      Refresh(session, message.refresh().id());
+      break;
     case v1::HostToGuest::MSG_NOT_SET:
       // A newer host's message kind: its field is unknown to this agent.
       Log("ignoring an unknown control message (%zu bytes)", payload.size());
@@ -427,7 +442,7 @@ void Agent::HandleHostHello(const v1::HostHello& hello, Session& session) {
                         NowMs());
   if (first) ReportListeners(session, true);
   if (first) ReportWatchedDirs(session, true);
-  if (first) ReportEmulation(session, true);
+  if (first) ReportEmulation(session, Emulation::Want::kAlways);
   if (first) {
     // This boot's kills, for a host that was away; then whatever is new.
     ReadKernelLog(nullptr);

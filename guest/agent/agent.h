@@ -106,7 +106,9 @@ class Agent {
   // Scans for watched directories in cove mounts when due (or `force`) and
   // sends the sets that changed (all with `force`).
   // Sends the foreign-binary report when it changed (or `force`).
-  void ReportEmulation(Session& session, bool force);
+  void ReportEmulation(Session& session, Emulation::Want want);
+  // A host's Refresh: fresh reports, then Refreshed.
+  void Refresh(Session& session, uint64_t id);
   void ReportWatchedDirs(Session& session, bool force);
   // Reads the kernel log; kills go to the host when a session is greeted.
   void ReadKernelLog(Session* session);

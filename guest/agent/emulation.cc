@@ -29,8 +29,10 @@ int64_t Emulation::NextDueMs() const {
   return registered_ && !binfmt_.handlers.empty() ? due_ms_ : INT64_MAX;
 }
 
-std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, ContainerNames& names) {
+std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, Want want, ContainerNames& names) {
   if (!registered_) return std::nullopt;
+  const bool force = want != Want::kIfChanged;
+  const bool refresh = want == Want::kRefresh;
   if (!force && now_ms < due_ms_) return std::nullopt;
   due_ms_ = now_ms + kIdleMs;
   v1::Emulation report;
@@ -43,7 +45,10 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
   arch_of_.clear();
   // Naming containers asks dockerd, which may be slow or hung: one budget for
   // the whole scan, after which only known names are used.
-  const int64_t ask_until_ms = ClockMs(CLOCK_MONOTONIC) + kAskBudgetMs;
+  const int64_t ask_until_ms =
+      ClockMs(CLOCK_MONOTONIC) + (refresh ? kRefreshAskBudgetMs : kAskBudgetMs);
+  const auto wait =
+      refresh ? ContainerNames::Wait::kSkipIfSilent : ContainerNames::Wait::kRespect;
   bool unnamed = false;
   for (const EmulatedProcessInfo& p : ScanEmulated(binfmt_.handlers, kMaxProcesses)) {
     arch_of_[static_cast<uint32_t>(p.pid)] = p.arch;
@@ -54,8 +59,9 @@ std::optional<v1::Emulation> Emulation::Take(int64_t now_ms, bool force, Contain
     out->set_cgroup(p.cgroup);
     out->set_rss_bytes(p.rss_bytes);
     const int64_t left_ms = ask_until_ms - ClockMs(CLOCK_MONOTONIC);
-    const int ask_ms = static_cast<int>(std::clamp<int64_t>(left_ms, 0, ContainerNames::kAskTimeoutMs));
-    if (auto container = names.Resolve(p.cgroup, ask_ms)) {
+    const int ask_ms = static_cast<int>(std::clamp<int64_t>(
+        left_ms, 0, refresh ? kRefreshAskBudgetMs : ContainerNames::kAskTimeoutMs));
+    if (auto container = names.Resolve(p.cgroup, ask_ms, wait)) {
       out->set_container_id(container->id);
       out->set_container_name(container->name);
       unnamed = unnamed || container->name.empty();

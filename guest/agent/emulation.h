@@ -22,15 +22,21 @@ class Emulation {
   static constexpr int64_t kIdleMs = 10000;
   static constexpr size_t kMaxProcesses = 256;
   static constexpr int64_t kAskBudgetMs = 500;  // dockerd's names, per scan
+  // Per scan that a host's Refresh asked for: someone waits for the answer
+  // (cove doctor), and a container just started is worth the ask even while
+  // an earlier ask for it waits out a silent dockerd.
+  static constexpr int64_t kRefreshAskBudgetMs = 1500;
 
   // From each HostHello. Registers on the first `wanted`.
   void Configure(bool wanted);
   void OnProcessEvent(int64_t now_ms);
   int64_t NextDueMs() const;
-  // The report to send, if it changed since the last (every time with
-  // `force`, as at the start of a session). Containers are named through
-  // `names`.
-  std::optional<v1::Emulation> Take(int64_t now_ms, bool force, ContainerNames& names);
+  // How a report is wanted: when due and changed; every time (the start of a
+  // session); or every time after a fresh scan with kRefreshAskBudgetMs.
+  enum class Want { kIfChanged, kAlways, kRefresh };
+  // The report to send, if `want` calls for one. Containers are named
+  // through `names`.
+  std::optional<v1::Emulation> Take(int64_t now_ms, Want want, ContainerNames& names);
   // The architecture `pid` was built for if the last look saw it run
   // emulated, else "".
   std::string ArchOf(uint32_t pid) const;

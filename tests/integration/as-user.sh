@@ -16,8 +16,11 @@ stage=$(mktemp -d /tmp/cove-user-XXXXXX)
 trap 'pkill -9 -u "$user" -f "qemu-system|virtiofsd|coved" 2>/dev/null || true; rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/source/tests" "$stage/tools" "$stage/home"
 for b in cove coved cove-agent; do cp "$COVE_BIN/$b" "$stage/bin/"; done
+# The cross-built agent and the aarch64 image, for tests of aarch64 machines.
+[ ! -x "$COVE_BIN/cove-agent-aarch64" ] || cp "$COVE_BIN/cove-agent-aarch64" "$stage/bin/"
 cp -r "$COVE_SOURCE/tests/integration" "$COVE_SOURCE/tests/images" "$COVE_SOURCE/tests/tools" "$stage/source/tests/"
 env_extra=()
+if [ -n "${COVE_TEST_IMAGE_AARCH64:-}" ]; then env_extra+=(COVE_TEST_IMAGE_AARCH64="$COVE_TEST_IMAGE_AARCH64"); fi
 if [ -n "${COVE_CTR:-}" ] && [ -x "$COVE_CTR" ]; then
   cp "$COVE_CTR" "$stage/tools/ctr"
   env_extra+=(COVE_CTR="$stage/tools/ctr")

@@ -53,7 +53,13 @@ out=$(cove exec d1 -- sh -c 'ctr images import --platform linux/arm64 /tmp/arm64
   fail "ctr run --platform linux/arm64: $out"
 [ "$out" = aarch64 ] || fail "ctr run --platform linux/arm64 said: $out"
 log "  the machine names the emulated process and its container"
-cid=$(docker run -d --platform linux/arm64 cove.test/busybox-arm64:latest sleep 300)
+cid=$(docker run -d --name arm-sleep --platform linux/arm64 cove.test/busybox-arm64:latest sleep 300)
+log "  cove doctor right after docker run -d names it (the agent looks again first, 3 s at most)"
+begin_ms=$(date +%s%3N)
+doctor=$(cove doctor d1 --json) || true
+log "  (doctor took $(($(date +%s%3N) - begin_ms)) ms)"
+jq -e '.[] | select(.subject == "container arm-sleep in d1" and (.message | contains("through binfmt")))' \
+  <<<"$doctor" >/dev/null || fail "cove doctor right after docker run -d does not name arm-sleep: $doctor"
 wait_for 30 "the emulated sleep to be reported" \
   eval 'machine_field d1 ".emulated[] | select(.comm == \"sleep\") | .arch" | grep -qx aarch64'
 machine_field d1 ".emulated[] | select(.comm == \"sleep\") | .cgroup" | grep -q "$cid" ||
