@@ -7,6 +7,7 @@
 #
 # Run it on an otherwise idle machine: other load changes every figure.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 image=${1:?usage: bench/run.sh IMAGE_DIR [RUNS]}
@@ -93,8 +94,31 @@ jq -r '.results[0] | "mean \(.mean*1000|.*10|round/10) ms, median \(.median*1000
 echo
 
 # ---------------------------------------------------------------- idle coved
+machines=$(cove list --json | jq length)
 sleep 3
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$coved_pid/status")
+# Where the resident memory is, by mapping: each shared object (all its
+# segments), coved's own binary, [heap], and [anonymous] (malloc arenas,
+# thread stacks). Dirty is what the process wrote (relocations, data, heap);
+# the rest is code read in from the file.
+breakdown() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {
+         name = $6 == "" ? "[anonymous]" : $6; sub(/.*\//, "", name)
+       }
+       /^Rss:/ {rss[name] += $2}
+       /^Private_Dirty:/ {dirty[name] += $2}
+       END {
+         for (n in rss) if (rss[n] > 0) printf "%d %d %s\n", rss[n], dirty[n], n
+       }' "/proc/$coved_pid/smaps" | sort -rn |
+    awk '/\.so/ {so++; sorss += $1}
+         NR <= 12 {printf "  - %s: %d KiB (%d dirty)\n", $3, $1, $2}
+         NR > 12 {rest += $1; nrest++}
+         END {
+           printf "  - %d more mappings: %d KiB\n", nrest, rest
+           printf "  - shared objects: %d, %d KiB in all\n", so, sorss
+         }'
+}
+rss_by_mapping=$(breakdown)
 # Context switches per thread over 10 s: who wakes an idle coved.
 snap() {
   local t
@@ -104,8 +128,10 @@ snap() {
 }
 threads=$(ls /proc/"$coved_pid"/task | wc -l)
 snap >"$COVE_HOME/s0"; sleep 10; snap >"$COVE_HOME/s1"
-echo "### coved idle (20 machines defined, none running, no client connected)"
+echo "### coved idle ($machines machines defined, none running, no client connected)"
 echo
 echo "- resident memory: $((rss_kb / 1024)) MiB ($rss_kb KiB); target <= 20 MiB"
+echo "- resident by mapping, largest first:"
+echo "$rss_by_mapping"
 echo "- wakeups in 10 s, by thread ($threads threads; threads not listed did not wake):"
 join "$COVE_HOME/s0" "$COVE_HOME/s1" | awk '$5 - $3 > 0 {printf "  - %s: %d\n", $2, $5 - $3}'

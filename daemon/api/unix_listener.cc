@@ -1,8 +1,6 @@
 #include "daemon/api/unix_listener.h"
 
-#if defined(COVE_HAVE_LIBSYSTEMD)
-#include <systemd/sd-daemon.h>
-#elif defined(__APPLE__)
+#if defined(__APPLE__)
 #include <launch.h>
 #endif
 
@@ -18,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -37,20 +36,57 @@ bool PeerUid(int fd, uid_t* uid) {
 #endif
 }
 
+#if defined(__linux__)
+// systemd's socket activation, as sd_listen_fds(3) defines it: LISTEN_FDS
+// sockets from fd 3, meant for the process LISTEN_PID. Read here rather than
+// through libsystemd, whose shared objects (with gcrypt, lzma, zstd, lz4 and
+// cap) cost the idle coved about 1 MiB resident (docs/benchmarks.md).
+constexpr int kListenFdsStart = 3;
+
+int ListenFds() {
+  const char* pid_env = std::getenv("LISTEN_PID");
+  const char* fds_env = std::getenv("LISTEN_FDS");
+  int pid = 0, n = 0;
+  const bool ours = pid_env != nullptr && fds_env != nullptr && absl::SimpleAtoi(pid_env, &pid) &&
+                    pid == ::getpid() && absl::SimpleAtoi(fds_env, &n) && n > 0;
+  // Not for children (qemu, virtiofsd), as sd_listen_fds(1) does.
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  return ours ? n : 0;
+}
+
+// A listening unix stream socket bound to `path` (sd_is_socket_unix).
+bool IsUnixListener(int fd, const std::string& path) {
+  int type = 0, listening = 0;
+  socklen_t len = sizeof(type);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return false;
+  len = sizeof(listening);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+    return false;
+  }
+  sockaddr_un addr{};
+  len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  return addr.sun_family == AF_UNIX &&
+         std::strncmp(addr.sun_path, path.c_str(), sizeof(addr.sun_path)) == 0;
+}
+#endif
+
 }  // namespace
 
 UnixListener::~UnixListener() { Stop(); }
 
 absl::StatusOr<bool> UnixListener::TakeActivated() {
   int fd = -1;
-#if defined(COVE_HAVE_LIBSYSTEMD)
-  const int n = sd_listen_fds(/*unset_environment=*/1);
+#if defined(__linux__)
+  const int n = ListenFds();
   if (n <= 0) return false;
   for (int i = 0; i < n; ++i) {
-    if (sd_is_socket_unix(SD_LISTEN_FDS_START + i, SOCK_STREAM, 1, path_.c_str(), 0) > 0) {
-      fd = SD_LISTEN_FDS_START + i;
+    if (IsUnixListener(kListenFdsStart + i, path_)) {
+      fd = kListenFdsStart + i;
     } else {
-      ::close(SD_LISTEN_FDS_START + i);  // not ours; do not leak it into qemu
+      ::close(kListenFdsStart + i);  // not ours; do not leak it into qemu
     }
   }
   if (fd < 0) {

@@ -1,92 +1,161 @@
 #include "daemon/image/image_fetch.h"
 
-#include <archive.h>
-#include <archive_entry.h>
-#include <curl/curl.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
+#include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/atomic_file.h"
+#include "common/subprocess.h"
+#include "daemon/fetch/fetch_protocol.h"
+#include "spdlog/spdlog.h"
+
+extern char** environ;
 
 namespace cove::daemon {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Transfer {
-  int fd = -1;
-  EVP_MD_CTX* sha = nullptr;
-  const FetchProgress* progress = nullptr;
-  int write_errno = 0;
-  std::chrono::steady_clock::time_point begin = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point last_report{};
+// cove-fetch says something at least once a second while it works, and
+// libcurl's own limits (30 s to connect, 1 KiB/s for a minute) end a stalled
+// download; this long a silence means it hangs.
+constexpr auto kSilenceLimit = std::chrono::minutes(5);
+
+// Installed: PREFIX/lib/cove/cove-fetch beside PREFIX/bin/coved
+// (daemon/CMakeLists.txt); in a build tree, coved's own directory.
+std::string HelperPath() {
+  std::error_code ec;
+  const fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  const std::string installed = (exe_dir / "../lib/cove/cove-fetch").string();
+  if (::access(installed.c_str(), X_OK) == 0) return installed;
+  return (exe_dir / "cove-fetch").string();
+}
+
+// Starts `argv` with stdin from /dev/null and stdout into a new pipe whose
+// read end (close-on-exec) goes to `*out`; stderr is coved's.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int* out) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, pipefd[1], 1);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  std::vector<char*> cargv;
+  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(pipefd[1]);
+  if (rc != 0) {
+    ::close(pipefd[0]);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot run ", argv[0], " (installed with coved, for image downloads): ", std::strerror(rc),
+        "; reinstall cove"));
+  }
+  *out = pipefd[0];
+  return pid;
+}
+
+// What one run of cove-fetch said.
+struct Outcome {
+  absl::Status status;  // its fail line, or ours about it
+  std::string image_dir;
 };
 
-size_t OnData(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const size_t len = size * n;
-  size_t off = 0;
-  while (off < len) {
-    const ssize_t w = ::write(t->fd, data + off, len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      t->write_errno = errno;
-      return 0;  // curl stops with CURLE_WRITE_ERROR
+// Runs cove-fetch with `args` until it exits, passing its progress to
+// `progress` (may be null); a false from `progress` kills it and cancels.
+Outcome RunHelper(const std::vector<std::string>& args, const FetchProgress* progress,
+                  absl::string_view cancelled) {
+  std::vector<std::string> argv = {HelperPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int fd = -1;
+  absl::StatusOr<pid_t> pid = Spawn(argv, &fd);
+  if (!pid.ok()) return {pid.status(), ""};
+  Outcome outcome;
+  bool said_fail = false, killed = false;
+  auto stop = [&](absl::Status why) {
+    ::kill(*pid, SIGKILL);
+    killed = true;
+    outcome.status = std::move(why);
+  };
+  std::string buffer;
+  auto last_heard = std::chrono::steady_clock::now();
+  char chunk[4096];
+  while (!killed) {
+    pollfd pfd{fd, POLLIN, 0};
+    const int n = ::poll(&pfd, 1, 1000);
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0) {
+      if (std::chrono::steady_clock::now() - last_heard > kSilenceLimit) {
+        stop(absl::DeadlineExceededError(
+            absl::StrCat(argv[0], " said nothing for ",
+                         std::chrono::duration_cast<std::chrono::seconds>(kSilenceLimit).count(),
+                         " s and was stopped; try again")));
+      }
+      continue;
     }
-    off += static_cast<size_t>(w);
-  }
-  EVP_DigestUpdate(t->sha, data, len);
-  return len;
-}
-
-int OnProgress(void* user, curl_off_t total, curl_off_t done, curl_off_t, curl_off_t) {
-  auto* t = static_cast<Transfer*>(user);
-  const auto now = std::chrono::steady_clock::now();
-  if (now - t->last_report < std::chrono::seconds(1)) return 0;
-  t->last_report = now;
-  const double secs = std::chrono::duration<double>(now - t->begin).count();
-  const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(done) / secs) : 0;
-  return (*t->progress)(static_cast<uint64_t>(done), static_cast<uint64_t>(total), rate) ? 0 : 1;
-}
-
-absl::Status CheckEntry(struct archive_entry* entry, const std::string& path) {
-  const mode_t type = archive_entry_filetype(entry);
-  if (type != AE_IFREG && type != AE_IFDIR) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "refusing ", path, " in the image archive: an image holds only files and directories"));
-  }
-  if (archive_entry_hardlink(entry) != nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("refusing ", path, " in the image archive: a hard link"));
-  }
-  const fs::path p(path);
-  if (path.empty() || p.is_absolute()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("refusing \"", path, "\" in the image archive: not a relative path"));
-  }
-  for (const auto& part : p) {
-    if (part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("refusing ", path, " in the image archive: it climbs out with .."));
+    const ssize_t got = ::read(fd, chunk, sizeof(chunk));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;  // it exited (or closed its stdout)
+    last_heard = std::chrono::steady_clock::now();
+    buffer.append(chunk, static_cast<size_t>(got));
+    size_t eol;
+    while (!killed && (eol = buffer.find('\n')) != std::string::npos) {
+      absl::StatusOr<fetch::Line> line = fetch::ParseLine(absl::string_view(buffer).substr(0, eol));
+      buffer.erase(0, eol + 1);
+      if (!line.ok()) {
+        stop(line.status());
+      } else if (line->kind == fetch::Line::Kind::kProgress) {
+        if (progress != nullptr && !(*progress)(line->done, line->total, line->per_second)) {
+          stop(absl::CancelledError(cancelled));
+        }
+      } else if (line->kind == fetch::Line::Kind::kImage) {
+        outcome.image_dir = line->dir;
+      } else {
+        outcome.status = line->status;
+        said_fail = true;
+      }
+    }
+    if (!killed && buffer.size() > fetch::kMaxLine) {
+      stop(absl::InternalError(
+          absl::StrCat(argv[0], " wrote a line longer than ", fetch::kMaxLine, " bytes")));
     }
   }
-  return absl::OkStatus();
-}
-
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, []() { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  ::close(fd);
+  int wstatus = 0;
+  while (::waitpid(*pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (killed) return outcome;
+  const bool clean = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == (said_fail ? 1 : 0);
+  if (!clean) {
+    CommandResult how;
+    how.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    how.term_signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+    spdlog::error("{} {} ended with {}", argv[0], args.front(), how.Describe());
+    outcome.status = absl::InternalError(absl::StrCat(
+        argv[0], " ended with ", how.Describe(), " before it finished; coved's log may say more"));
+  }
+  return outcome;
 }
 
 }  // namespace
@@ -97,147 +166,21 @@ bool IsUrl(const std::string& ref) {
 
 absl::Status Download(const std::string& url, const std::string& file, const std::string& sha256,
                       const FetchProgress& progress) {
-  const std::string want = absl::AsciiStrToLower(sha256);
-  if (!want.empty() && (want.size() != 64 || want.find_first_not_of("0123456789abcdef") !=
-                                                 std::string::npos)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--digest \"", sha256, "\" is not a sha256 (64 hex digits; `sha256sum FILE`)"));
-  }
-  GlobalInit();
-  Transfer t;
-  t.fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (t.fd < 0) return FileError("cannot write", file, errno);
-  t.sha = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(t.sha, EVP_sha256(), nullptr);
-  t.progress = &progress;
-  CURL* curl = curl_easy_init();
-  char error[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);  // HTTP 4xx/5xx is an error
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
-  // A stalled transfer ends: under 1 KiB/s for a minute.
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnData);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, OnProgress);
-  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  const CURLcode rc = curl_easy_perform(curl);
-  curl_off_t got = 0;
-  curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &got);
-  curl_easy_cleanup(curl);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(t.sha, md, &len);
-  EVP_MD_CTX_free(t.sha);
-  const bool synced = ::fsync(t.fd) == 0;
-  ::close(t.fd);
-  absl::Status st;
-  if (rc == CURLE_WRITE_ERROR && t.write_errno != 0) {
-    st = FileError("cannot write the download to", file, t.write_errno);
-  } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
-    st = absl::CancelledError("the download was cancelled");
-  } else if (rc != CURLE_OK) {
-    st = absl::UnavailableError(absl::StrCat("downloading ", url, " failed after ", got,
-                                             " bytes: ", *error ? error : curl_easy_strerror(rc)));
-  } else if (!synced) {
-    st = FileError("cannot write the download to", file, errno);
-  } else {
-    const std::string have =
-        absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len));
-    if (!want.empty() && have != want) {
-      st = absl::DataLossError(absl::StrCat("the download's sha256 is ", have, ", not ", want,
-                                            " as --digest says: a wrong digest, or a changed or "
-                                            "damaged file; nothing was imported"));
-    }
-  }
-  if (st.ok()) {  // the last word on the transfer: its size and mean rate
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t.begin).count();
-    const auto bytes = static_cast<uint64_t>(got);
-    progress(bytes, bytes, secs > 0 ? static_cast<uint64_t>(static_cast<double>(bytes) / secs) : 0);
-  }
-  if (!st.ok()) ::unlink(file.c_str());
-  return st;
+  std::vector<std::string> args = {"download", url, file};
+  if (!sha256.empty()) args.push_back(sha256);
+  Outcome outcome = RunHelper(args, &progress, "the download was cancelled");
+  // cove-fetch removes the file itself, unless it was killed or crashed.
+  if (!outcome.status.ok()) ::unlink(file.c_str());
+  return outcome.status;
 }
 
-absl::StatusOr<std::string> UnpackImage(const std::string& archive_path, const std::string& dir) {
-  struct archive* in = archive_read_new();
-  archive_read_support_filter_all(in);
-  archive_read_support_format_tar(in);
-  struct archive* out = archive_write_disk_new();
-  archive_write_disk_set_options(out, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-                                          ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-  absl::Status st;
-  if (archive_read_open_filename(in, archive_path.c_str(), 1 << 20) != ARCHIVE_OK) {
-    st = absl::InvalidArgumentError(
-        absl::StrCat("the download is not a tar archive: ", archive_error_string(in)));
+absl::StatusOr<std::string> UnpackImage(const std::string& archive, const std::string& dir) {
+  Outcome outcome = RunHelper({"unpack", archive, dir}, nullptr, "");
+  if (!outcome.status.ok()) return outcome.status;
+  if (outcome.image_dir.empty()) {
+    return absl::InternalError("cove-fetch unpacked the image but did not say where");
   }
-  struct archive_entry* entry = nullptr;
-  while (st.ok()) {
-    const int r = archive_read_next_header(in, &entry);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK) {
-      st = absl::InvalidArgumentError(
-          absl::StrCat("cannot read the image archive: ", archive_error_string(in)));
-      break;
-    }
-    const std::string path = archive_entry_pathname(entry);
-    // An image is files and directories, under the archive's top: the
-    // path is checked here, since it is written below `dir` (absolute).
-    if (absl::Status ok = CheckEntry(entry, path); !ok.ok()) {
-      st = ok;
-      break;
-    }
-    archive_entry_set_pathname(entry, (fs::path(dir) / path).c_str());
-    if (archive_write_header(out, entry) != ARCHIVE_OK) {
-      st = absl::InvalidArgumentError(
-          absl::StrCat("refusing ", path, " in the image archive: ", archive_error_string(out)));
-      break;
-    }
-    const void* buf = nullptr;
-    size_t size = 0;
-    la_int64_t offset = 0;
-    int d;
-    while ((d = archive_read_data_block(in, &buf, &size, &offset)) == ARCHIVE_OK) {
-      if (archive_write_data_block(out, buf, size, offset) != ARCHIVE_OK) {
-        st = absl::ResourceExhaustedError(
-            absl::StrCat("cannot unpack ", path, ": ", archive_error_string(out)));
-        break;
-      }
-    }
-    if (st.ok() && d != ARCHIVE_EOF) {
-      st = absl::InvalidArgumentError(
-          absl::StrCat("the image archive is cut short in ", path, ": ", archive_error_string(in)));
-    }
-    archive_write_finish_entry(out);
-  }
-  archive_read_free(in);
-  archive_write_free(out);
-  if (!st.ok()) return st;
-  if (fs::exists(fs::path(dir) / "image.json")) return dir;
-  // One directory holding the image (tar -C images -cf x.tar NAME).
-  std::string found;
-  int dirs = 0;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.is_directory() && fs::exists(e.path() / "image.json")) {
-      found = e.path().string();
-      ++dirs;
-    }
-  }
-  if (dirs != 1) {
-    return absl::InvalidArgumentError(
-        "the archive holds no image (an image.json at its top or in its one directory)");
-  }
-  return found;
+  return outcome.image_dir;
 }
 
 }  // namespace cove::daemon
