@@ -27,5 +27,7 @@ void RegisterPorts(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterForward(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterSet(CLI::App& app, Context& ctx, int& exit_code);
 void RegisterDaemon(CLI::App& app, Context& ctx, int& exit_code);
+// `completion` and the hidden `__complete-machines` it calls.
+void RegisterCompletion(CLI::App& app, Context& ctx, int& exit_code);
 
 }  // namespace cove::client

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   RegisterForward(app, ctx, exit_code);
   RegisterSet(app, ctx, exit_code);
   RegisterDaemon(app, ctx, exit_code);
+  RegisterCompletion(app, ctx, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
