@@ -6,13 +6,20 @@
 # and natively in the aarch64 machine (the whole machine emulated). The
 # ratios are the cost figures `cove doctor` quotes. Writes markdown to stdout.
 #
-#   bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS]
+# With PEER_AARCH64_IMAGE, a second aarch64 image (another kernel, say) is
+# started too, its runs interleaved with the first's. STARTS_ONLY=1 stops
+# after the start table.
+#
+#   bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS [PEER_AARCH64_IMAGE]]
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-x86_image=${1:?usage: bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS]}
-arm_image=${2:?usage: bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS]}
+usage="usage: bench/foreign.sh X86_64_IMAGE AARCH64_IMAGE [RUNS [PEER_AARCH64_IMAGE]]"
+x86_image=${1:?$usage}
+arm_image=${2:?$usage}
 runs=${3:-3}
+peer_image=${4:-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
 
 bench_start_coved
@@ -26,13 +33,20 @@ echo
 
 cove create x64 --image "$x86_image" --cpus 2 --memory 1GiB --disk 4 --mount none >/dev/null
 cove create a64 --arch aarch64 --image "$arm_image" --cpus 2 --memory 1GiB --disk 4 --mount none >/dev/null
-for m in x64 a64; do
-  : >"$COVE_HOME/start.$m"
-  for r in $(seq "$runs"); do
+machines=(x64 a64)
+if [ -n "$peer_image" ]; then
+  cove create peer --arch aarch64 --image "$peer_image" --cpus 2 --memory 1GiB --disk 4 --mount none >/dev/null
+  machines+=(peer)
+fi
+kernel_of() { jq -r .kernel_version "$1/image.json"; }
+for m in "${machines[@]}"; do : >"$COVE_HOME/start.$m"; done
+# Interleaved: the host's speed drifts within minutes.
+for r in $(seq "$runs"); do
+  for m in "${machines[@]}"; do
     begin=$(date +%s%N)
     cove start "$m" >/dev/null 2>&1
     echo $((($(date +%s%N) - begin) / 1000000)) >>"$COVE_HOME/start.$m"
-    [ "$r" = "$runs" ] || cove stop "$m" >/dev/null 2>&1
+    [ "$r" = "$runs" ] && [ "$m" != peer ] || cove stop "$m" >/dev/null 2>&1
   done
 done
 x_start=$(median <"$COVE_HOME/start.x64")
@@ -40,8 +54,13 @@ a_start=$(median <"$COVE_HOME/start.a64")
 echo "| start, \`cove start\` to running (median of $runs) | ms |"
 echo "|---|---|"
 echo "| x86_64 machine | $x_start |"
-echo "| aarch64 machine (every instruction emulated) | $a_start ($(ratio "$a_start" "$x_start")x) |"
+echo "| aarch64 machine (every instruction emulated), kernel $(kernel_of "$arm_image") | $a_start ($(ratio "$a_start" "$x_start")x) |"
+if [ -n "$peer_image" ]; then
+  p_start=$(median <"$COVE_HOME/start.peer")
+  echo "| aarch64 machine, kernel $(kernel_of "$peer_image") | $p_start ($(ratio "$p_start" "$x_start")x; $(ratio "$a_start" "$p_start")x of it for the first aarch64) |"
+fi
 echo
+[ "${STARTS_ONLY:-0}" != 1 ] || exit 0
 
 # The workload: sha256 and gzip of 32 MiB of pseudo-random data, in a
 # busybox container of Debian's busybox-static each time (the same program,

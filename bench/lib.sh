@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables for the scripts that source this
 # Sourced by the bench scripts: cove from this build on PATH, a private
 # COVE_HOME removed at exit with every qemu it started, and coved.
 #   source "$(dirname "$0")/lib.sh"; bench_start_coved

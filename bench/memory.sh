@@ -9,6 +9,7 @@
 #
 #   bench/memory.sh IMAGE_DIR [RUNS]
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 image=${1:?usage: bench/memory.sh IMAGE_DIR [RUNS]}

@@ -16,6 +16,7 @@
 # IMAGE_DIR defaults to the test image cache (tests/run.sh builds it). Needs
 # python3, iperf3, jq and curl on the host. Run it on an otherwise idle host.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 image=${1:-/var/tmp/cove-test-images/$("$src/guest/image/recipe-hash")}

@@ -13,6 +13,7 @@
 #
 #   bench/start.sh IMAGE_DIR [RUNS]
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 image=${1:?usage: bench/start.sh IMAGE_DIR [RUNS]}
@@ -35,7 +36,7 @@ echo "floor: userland" >/dev/console
 EOF
 chmod +x "$floor/root/init"
 (cd "$floor/root" && find . | cpio -o -H newc --quiet) >"$floor/initrd.img"
-accel_args=(-accel tcg,thread=single,tb-size=256 -cpu max)
+accel_args=(-accel "tcg,thread=single,tb-size=256" -cpu max)
 [ "$accel" = kvm ] && accel_args=(-accel kvm -cpu host)
 floor_ms=()
 for _ in $(seq "$runs"); do

@@ -163,7 +163,7 @@ for streams in 1 "$parallel"; do
   for what in cove_to_guest net_to_guest cove_to_host net_to_host guest_pipe; do cases+=("$what:$streams"); done
 done
 lat=()
-for rep in $(seq "$reps"); do
+for _ in $(seq "$reps"); do
   lat+=("$(exec_latency)")
   for c in "${cases[@]}"; do
     what=${c%%:*} streams=${c##*:}

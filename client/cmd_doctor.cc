@@ -55,8 +55,10 @@ void RegisterDoctor(CLI::App& app, Context& ctx, int& exit_code) {
     for (const Finding& f : findings) {
       error = error || f.severity == "error";
       if (ctx.json) {
-        array.push_back(
-            {{"severity", f.severity}, {"subject", f.subject}, {"message", f.message}, {"fix", f.fix}});
+        array.push_back({{"severity", f.severity},
+                         {"subject", f.subject},
+                         {"message", f.message},
+                         {"fix", f.fix}});
         continue;
       }
       std::cout << "[" << f.severity << "] " << f.subject << ": " << f.message << "\n";

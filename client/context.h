@@ -37,7 +37,6 @@ class Context {
   absl::Status EnsureDaemon(bool explicit_start = false);
 
  private:
-
   std::unique_ptr<HomeLayout> layout_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<cove::v1::Machines::Stub> machines_;

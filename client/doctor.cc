@@ -60,9 +60,9 @@ void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
              std::vector<Finding>& out) {
   const std::string subject = "machine " + m.name();
   if (m.state() == cove::v1::MACHINE_STATE_ERROR) {
-    out.push_back({"error", subject, "is in error: " + m.error(),
-                   absl::StrCat("see cove logs ", m.name(), "; cove start ", m.name(),
-                                " tries again")});
+    out.push_back(
+        {"error", subject, "is in error: " + m.error(),
+         absl::StrCat("see cove logs ", m.name(), "; cove start ", m.name(), " tries again")});
   }
   const std::string arch = m.spec().arch().empty() ? info.host_arch() : m.spec().arch();
   if (arch != info.host_arch()) {
@@ -105,14 +105,14 @@ void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
     const std::string what = absl::StrCat("disk: ", FormatSize(g.disk_free_bytes()), " free of ",
                                           FormatSize(g.disk_total_bytes()));
     if (free_share < 0.02) {
-      out.push_back({"error", subject, what + ": writes fail",
-                     absl::StrCat("docker system prune in it, or cove stop ", m.name(),
-                                  " && cove set ", m.name(), " --disk ",
-                                  FormatSize(2 * m.spec().disk_bytes()))});
+      out.push_back(
+          {"error", subject, what + ": writes fail",
+           absl::StrCat("docker system prune in it, or cove stop ", m.name(), " && cove set ",
+                        m.name(), " --disk ", FormatSize(2 * m.spec().disk_bytes()))});
     } else if (free_share < 0.10) {
-      out.push_back({"warning", subject, what,
-                     absl::StrCat("docker system prune in it, or cove set ", m.name(),
-                                  " --disk (stopped)")});
+      out.push_back(
+          {"warning", subject, what,
+           absl::StrCat("docker system prune in it, or cove set ", m.name(), " --disk (stopped)")});
     } else {
       out.push_back({"ok", subject, what, ""});
     }
@@ -149,7 +149,7 @@ void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
   // Emulated containers, one finding each.
   std::map<std::string, std::set<std::string>> archs;  // container -> archs
   for (const auto& p : m.emulated()) {
-    std::string c = !p.container_name().empty()  ? p.container_name()
+    std::string c = !p.container_name().empty() ? p.container_name()
                     : !p.container_id().empty() ? p.container_id().substr(0, 12)
                                                 : "";
     archs[c].insert(p.arch());
@@ -158,13 +158,13 @@ void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
     for (const std::string& a : set) {
       const std::string s =
           container.empty() ? subject : absl::StrCat("container ", container, " in ", m.name());
-      out.push_back({"warning", s,
-                     absl::StrCat("runs ", PlatformArch(a), " (", a,
-                                  ") binaries through binfmt (qemu-user): about ", kBinfmtCost,
-                                  " and more memory than native"),
-                     absl::StrCat("use an image for ", PlatformArch(arch),
-                                  " (docker run --platform linux/", PlatformArch(arch),
-                                  ", or a multi-arch image)")});
+      out.push_back(
+          {"warning", s,
+           absl::StrCat("runs ", PlatformArch(a), " (", a,
+                        ") binaries through binfmt (qemu-user): about ", kBinfmtCost,
+                        " and more memory than native"),
+           absl::StrCat("use an image for ", PlatformArch(arch), " (docker run --platform linux/",
+                        PlatformArch(arch), ", or a multi-arch image)")});
     }
   }
 }

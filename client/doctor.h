@@ -14,7 +14,7 @@ struct Finding {
   std::string severity;  // "ok", "info", "warning", "error"
   std::string subject;   // "host", "machine dev", "container web in dev"
   std::string message;
-  std::string fix;       // empty when there is nothing to do
+  std::string fix;  // empty when there is nothing to do
 };
 
 // What binfmt emulation cost in bench/foreign.sh (docs/benchmarks.md): the

@@ -98,9 +98,9 @@ int RunExec(Context& ctx, const ExecOptions& options) {
   sa.sa_flags = SA_RESTART;
   // Forwarded to the guest while the command runs; the caller's own
   // handling comes back after it (cove copy still waits for its tar).
-  struct sigaction old_winch{};
-  struct sigaction old_int{};
-  struct sigaction old_term{};
+  struct sigaction old_winch {};
+  struct sigaction old_int {};
+  struct sigaction old_term {};
   sigaction(SIGWINCH, &sa, &old_winch);
   if (!options.tty) {
     sigaction(SIGINT, &sa, &old_int);

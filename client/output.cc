@@ -248,20 +248,19 @@ nlohmann::json EventJson(const cove::v1::Event& e) {
 }
 
 nlohmann::json OomKillJson(const cove::v1::OomKill& k) {
-  nlohmann::json j = {
-      {"pid", k.pid()},
-      {"process", k.process()},
-      {"rss_bytes", k.rss_bytes()},
-      {"scope", k.scope() == cove::v1::OOM_SCOPE_CGROUP ? "cgroup" : "machine"},
-      {"limit_bytes", k.limit_bytes()},
-      {"machine_memory_bytes", k.machine_memory_bytes()},
-      {"cgroup", k.cgroup()},
-      {"container_id", k.container_id()},
-      {"container_name", k.container_name()},
-      {"emulated_arch", k.emulated_arch()},
-      {"summary", k.summary()},
-      {"fix", k.fix()},
-      {"guest_uptime_ms", k.guest_uptime_ms()}};
+  nlohmann::json j = {{"pid", k.pid()},
+                      {"process", k.process()},
+                      {"rss_bytes", k.rss_bytes()},
+                      {"scope", k.scope() == cove::v1::OOM_SCOPE_CGROUP ? "cgroup" : "machine"},
+                      {"limit_bytes", k.limit_bytes()},
+                      {"machine_memory_bytes", k.machine_memory_bytes()},
+                      {"cgroup", k.cgroup()},
+                      {"container_id", k.container_id()},
+                      {"container_name", k.container_name()},
+                      {"emulated_arch", k.emulated_arch()},
+                      {"summary", k.summary()},
+                      {"fix", k.fix()},
+                      {"guest_uptime_ms", k.guest_uptime_ms()}};
   if (k.has_time()) j["time"] = TimeUtil::ToString(k.time());
   if (k.unlogged_count() > 0) j["unlogged_count"] = k.unlogged_count();
   return j;

@@ -61,8 +61,8 @@ absl::Status MustRun(const std::vector<std::string>& args) {
   if (r->ok()) return absl::OkStatus();
   std::string cmd = kMacOS ? "launchctl" : "systemctl --user";
   for (const auto& a : args) absl::StrAppend(&cmd, " ", a);
-  return absl::InternalError(absl::StrCat("`", cmd, "` failed (", r->Describe(), "): ",
-                                          absl::StripAsciiWhitespace(r->output)));
+  return absl::InternalError(absl::StrCat("`", cmd, "` failed (", r->Describe(),
+                                          "): ", absl::StripAsciiWhitespace(r->output)));
 }
 
 // Whether this user has a service manager to talk to, and if not, why.
@@ -200,8 +200,7 @@ absl::StatusOr<std::string> ServiceManager::Uninstall() {
   if (manager && Status().installed) {
     if (kMacOS) {
       (void)Manager({"bootout", absl::StrCat(LaunchdDomain(), "/", kLabel)});
-    } else if (auto st = MustRun({"disable", "--now", "coved.socket", "coved.service"});
-               !st.ok()) {
+    } else if (auto st = MustRun({"disable", "--now", "coved.socket", "coved.service"}); !st.ok()) {
       return st;
     }
     absl::StrAppend(&done, "disabled and stopped the ", kMacOS ? "LaunchAgent" : "units",
@@ -224,10 +223,9 @@ absl::StatusOr<std::string> ServiceManager::Start() {
   if (kMacOS) {
     // After `cove daemon stop` the agent is unloaded: load it again.
     const std::vector<std::string> args =
-        Status().active ? std::vector<std::string>{"kickstart",
-                                                   absl::StrCat(LaunchdDomain(), "/", kLabel)}
-                        : std::vector<std::string>{"bootstrap", LaunchdDomain(),
-                                                   UnitFiles()[0].first};
+        Status().active
+            ? std::vector<std::string>{"kickstart", absl::StrCat(LaunchdDomain(), "/", kLabel)}
+            : std::vector<std::string>{"bootstrap", LaunchdDomain(), UnitFiles()[0].first};
     if (auto st = MustRun(args); !st.ok()) return st;
   } else if (auto st = MustRun({"start", "coved.socket", "coved.service"}); !st.ok()) {
     return st;

@@ -4,8 +4,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -41,8 +41,8 @@ absl::Status CheckFreeSpace(const std::string& dir, uint64_t need_bytes, absl::s
   const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
   if (free_bytes >= need_bytes) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
-      what, " needs about ", (need_bytes + (1 << 20) - 1) >> 20, " MiB but ", dir,
-      " has only ", free_bytes >> 20, " MiB free (out of space: free some, then try again)"));
+      what, " needs about ", (need_bytes + (1 << 20) - 1) >> 20, " MiB but ", dir, " has only ",
+      free_bytes >> 20, " MiB free (out of space: free some, then try again)"));
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, int mode) {

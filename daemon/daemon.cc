@@ -89,7 +89,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   MachineStore store(layout);
   ImageStore images(layout);
   qemu::QemuDriver driver(loop);
-  AccelResolver accel(loop, AccelCacheDir(layout));
+  AccelResolver accel(loop, driver, AccelCacheDir(layout));
   PortRegistry ports;
   const HostResources host = HostResources::Probe(layout.home);
   MachineEnv env{loop, driver, store, images, events, accel, ports, AgentPath(options.exe_dir)};

@@ -12,7 +12,7 @@ packages=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev nlohmann-json3-dev libuv1-dev libcli11-dev libssl-dev
-  libsystemd-dev catch2 libcurl4-gnutls-dev libarchive-dev
+  catch2 libcurl4-gnutls-dev libarchive-dev
   # run: the hypervisors (x86_64 and aarch64 machines) and the disk tool
   qemu-system-x86 qemu-system-arm qemu-utils
   # guest image recipe (guest/image/build-image)
@@ -27,6 +27,10 @@ packages=(
   # tests: systemd-socket-activate (socket activation), file and dpkg-deb
   # (the .deb from cpack)
   systemd file dpkg
+  # tests: zsh and fish, to check the completion scripts for them
+  zsh fish
+  # tests/lint.sh: format, lint and shell checks
+  clang-format clang-tidy shellcheck
   # benchmarks (bench/): hyperfine times whole commands
   hyperfine
 )

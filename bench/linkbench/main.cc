@@ -80,12 +80,9 @@ void PrintReport(const std::vector<std::unique_ptr<Relay>>& relays, std::map<Key
       "| relay | direction | streams | median MiB/s | vs %s | relay CPU s/GiB | runs (MiB/s) |\n",
       peer_name.c_str());
   std::printf("|---|---|---|---|---|---|---|\n");
-  nlohmann::json json = {{"benchmark", "linkbench"},
-                         {"transport", transport},
-                         {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
-                         {"mib_per_stream", mib},
-                         {"reps", reps},
-                         {"results", nlohmann::json::array()}};
+  nlohmann::json json = {
+      {"benchmark", "linkbench"}, {"transport", transport}, {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+      {"mib_per_stream", mib},    {"reps", reps},           {"results", nlohmann::json::array()}};
   for (size_t streams : stream_counts) {
     for (Direction d : directions) {
       const double peer = relays.size() > 1 ? Median(runs[Key{peer_name, d, streams}].mib_s) : 0;

@@ -64,8 +64,10 @@ link::StreamMux::Callbacks AgentLink::MuxCallbacks() {
           [this](uint32_t id, std::string payload) {
             cove::agent::v1::StreamOpen what;
             std::optional<StreamCallbacks> accepted;
-            if (what.ParseFromString(payload) && callbacks_.on_guest_open) {
-              accepted = callbacks_.on_guest_open(id, what);
+            if (what.ParseFromString(payload)) {
+              if (auto it = open_handlers_.find(what.target_case()); it != open_handlers_.end()) {
+                accepted = it->second(id, what);
+              }
             }
             if (!accepted) {
               mux_->Reset(id, "refused by the host");
@@ -208,6 +210,14 @@ bool AgentLink::SendControl(const cove::agent::v1::HostToGuest& msg) {
   return true;
 }
 
+void AgentLink::Handle(cove::agent::v1::GuestToHost::MsgCase which, MessageHandler handler) {
+  message_handlers_[which] = std::move(handler);
+}
+
+void AgentLink::HandleOpen(cove::agent::v1::StreamOpen::TargetCase which, OpenHandler handler) {
+  open_handlers_[which] = std::move(handler);
+}
+
 void AgentLink::Refresh(uint64_t bound_ms, std::function<void()> done) {
   if (!ready_) {
     loop_.Post(std::move(done));
@@ -312,39 +322,16 @@ void AgentLink::OnControl(const std::string& payload) {
       }
       if (callbacks_.on_hello) callbacks_.on_hello(msg.hello());
       break;
-    case cove::agent::v1::GuestToHost::kHeartbeat:
-      if (ready_ && callbacks_.on_heartbeat) callbacks_.on_heartbeat(msg.heartbeat());
-      break;
-    case cove::agent::v1::GuestToHost::kShutdownAck:
-      if (callbacks_.on_shutdown_ack) callbacks_.on_shutdown_ack();
-      break;
-    case cove::agent::v1::GuestToHost::kExecExited:
-      if (ready_ && callbacks_.on_exec_exited) callbacks_.on_exec_exited(msg.exec_exited());
-      break;
-    case cove::agent::v1::GuestToHost::kServiceStatus:
-      if (ready_ && callbacks_.on_service_status) {
-        callbacks_.on_service_status(msg.service_status());
-      }
-      break;
-    case cove::agent::v1::GuestToHost::kListeners:
-      if (ready_ && callbacks_.on_listeners) callbacks_.on_listeners(msg.listeners());
-      break;
-    case cove::agent::v1::GuestToHost::kMountStatus:
-      if (ready_ && callbacks_.on_mount_status) callbacks_.on_mount_status(msg.mount_status());
-      break;
-    case cove::agent::v1::GuestToHost::kWatchedDirs:
-      if (ready_ && callbacks_.on_watched_dirs) callbacks_.on_watched_dirs(msg.watched_dirs());
-      break;
-    case cove::agent::v1::GuestToHost::kEmulation:
-      if (ready_ && callbacks_.on_emulation) callbacks_.on_emulation(msg.emulation());
-      break;
-    case cove::agent::v1::GuestToHost::kOomKill:
-      if (ready_ && callbacks_.on_oom_kill) callbacks_.on_oom_kill(msg.oom_kill());
-      break;
     case cove::agent::v1::GuestToHost::kRefreshed:
       if (msg.refreshed().id() != 0) FinishRefresh(msg.refreshed().id());
       break;
     default:
+      // The rest belongs to whoever registered for its kind. A shutdown
+      // acknowledgement may come as the session ends, so it needs none.
+      if (!ready_ && msg.msg_case() != cove::agent::v1::GuestToHost::kShutdownAck) break;
+      if (auto it = message_handlers_.find(msg.msg_case()); it != message_handlers_.end()) {
+        it->second(msg);
+      }
       break;
   }
 }

@@ -43,32 +43,20 @@ struct StreamCallbacks {
 
 class AgentLink {
  public:
+  // What the link itself tells its owner. Everything the guest reports goes
+  // to the handler registered for its kind instead (Handle, HandleOpen).
   struct Callbacks {
     // The agent said hello on a fresh session (first time or after a
     // reconnect).
     std::function<void(const cove::agent::v1::Hello&)> on_hello;
-    std::function<void(const cove::agent::v1::Heartbeat&)> on_heartbeat;
     // A session that had said hello is gone.
     std::function<void(const std::string& why)> on_lost;
-    std::function<void()> on_shutdown_ack;
-    std::function<void(const cove::agent::v1::ExecExited&)> on_exec_exited;
-    std::function<void(const cove::agent::v1::ServiceStatus&)> on_service_status;
-    // The guest's listening sockets changed (the whole set).
-    std::function<void(const cove::agent::v1::Listeners&)> on_listeners;
-    // The agent opened a stream (an exec's stderr, a reverse forward
-    // connection). Return its callbacks, or nullopt to refuse it.
-    std::function<std::optional<StreamCallbacks>(uint32_t id, const cove::agent::v1::StreamOpen&)>
-        on_guest_open;
-    // A mount's state, in answer to the mounts of a HostHello.
-    std::function<void(const cove::agent::v1::MountStatus&)> on_mount_status;
-    // The directories guest programs watch inside one mount (the whole set).
-    std::function<void(const cove::agent::v1::WatchedDirs&)> on_watched_dirs;
-    // The binfmt handlers and the processes running through them.
-    std::function<void(const cove::agent::v1::Emulation&)> on_emulation;
-    // The guest kernel killed a process for want of memory (also this
-    // boot's earlier kills, replayed at the start of a session).
-    std::function<void(const cove::agent::v1::OomKill&)> on_oom_kill;
   };
+  using MessageHandler = std::function<void(const cove::agent::v1::GuestToHost&)>;
+  // Accepts a stream the agent opened (an exec's stderr, a reverse forward
+  // connection) with its callbacks, or refuses it with nullopt.
+  using OpenHandler = std::function<std::optional<StreamCallbacks>(
+      uint32_t id, const cove::agent::v1::StreamOpen&)>;
 
   // Silence after which a connected agent counts as lost (three missed
   // heartbeats at the agent's default 5 s).
@@ -89,6 +77,13 @@ class AgentLink {
   };
   // Takes effect at the next hello; call before Start().
   void Configure(GuestWants wants) { wants_ = std::move(wants); }
+  // Routes every message of kind `which` from a greeted session to
+  // `handler`, the one owner of that kind (a second registration replaces
+  // the first). Messages of a kind nobody handles are dropped. Hello and
+  // Refreshed belong to the link itself.
+  void Handle(cove::agent::v1::GuestToHost::MsgCase which, MessageHandler handler);
+  // The same for streams the agent opens, by what they are for.
+  void HandleOpen(cove::agent::v1::StreamOpen::TargetCase which, OpenHandler handler);
 
   // Starts connecting; retries until Stop() or destruction.
   void Start();
@@ -140,6 +135,8 @@ class AgentLink {
   const std::string name_;
   const std::string socket_path_;
   Callbacks callbacks_;
+  std::map<int, MessageHandler> message_handlers_;  // by GuestToHost::MsgCase
+  std::map<int, OpenHandler> open_handlers_;        // by StreamOpen::TargetCase
   GuestWants wants_;
   UnixStream stream_;
   link::FrameDecoder decoder_;

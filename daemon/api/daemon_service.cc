@@ -14,7 +14,7 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   resp->set_version(kVersion);
   resp->set_home(home_);
-  if (struct statvfs st {}; statvfs(home_.c_str(), &st) == 0) {
+  if (struct statvfs st{}; statvfs(home_.c_str(), &st) == 0) {
     resp->set_home_total_bytes(static_cast<uint64_t>(st.f_blocks) * st.f_frsize);
     resp->set_home_free_bytes(static_cast<uint64_t>(st.f_bavail) * st.f_frsize);
   }
@@ -25,9 +25,9 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   resp->set_host_memory_bytes(host_.memory_bytes);
   resp->set_pid(::getpid());
   // Waits for the accelerator probe if it is still running (seconds at most).
-  auto done = std::make_shared<Channel<absl::StatusOr<qemu::AccelReport>>>(1);
+  auto done = std::make_shared<Channel<absl::StatusOr<AccelReport>>>(1);
   loop_.Post([this, done, reprobe = req->reprobe_accels()]() {
-    auto reply = [done](absl::StatusOr<qemu::AccelReport> r) { done->Push(r, true); };
+    auto reply = [done](absl::StatusOr<AccelReport> r) { done->Push(r, true); };
     if (reprobe) {
       accel_.Reprobe(host_.arch, reply);
     } else {
@@ -41,9 +41,9 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   }
   if (!report->ok()) return ToGrpc(report->status());
   resp->set_auto_accel((*report)->auto_accel);
-  resp->set_qemu_path((*report)->qemu_path);
-  resp->set_qemu_version((*report)->qemu_version);
-  for (const auto& v : (*report)->verdicts) *resp->add_accels() = qemu::ToProto(v);
+  resp->set_qemu_path((*report)->hypervisor_path);
+  resp->set_qemu_version((*report)->hypervisor_version);
+  for (const auto& v : (*report)->verdicts) *resp->add_accels() = ToProto(v);
   return grpc::Status::OK;
 }
 

@@ -3,13 +3,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
-
 #include <filesystem>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
-#include "common/atomic_file.h"
 #include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
 #include "common/sizes.h"
 #include "daemon/api/status.h"
 #include "daemon/image/image_fetch.h"
@@ -211,8 +210,9 @@ grpc::Status ImagesService::ImportUrl(grpc::ServerContext* ctx,
       });
   if (!st.ok()) return ToGrpc(st);
   r.set_phase("unpacking");
-  r.set_message(req->digest().empty() ? "no --digest given: only the image's own digests are checked"
-                                      : "sha256 matches --digest");
+  r.set_message(req->digest().empty()
+                    ? "no --digest given: only the image's own digests are checked"
+                    : "sha256 matches --digest");
   writer->Write(r);
   auto dir = UnpackImage(archive, staging + "/unpacked");
   if (!dir.ok()) return ToGrpc(dir.status());
@@ -222,8 +222,7 @@ grpc::Status ImagesService::ImportUrl(grpc::ServerContext* ctx,
   writer->Write(r);
   auto src = images_.Load(*dir, /*verify_digests=*/true);
   if (!src.ok()) return ToGrpc(src.status());
-  const std::string name =
-      req->name().empty() ? fs::path(*dir).filename().string() : req->name();
+  const std::string name = req->name().empty() ? fs::path(*dir).filename().string() : req->name();
   if (name.empty() || name == "." || name == ".." || name == "unpacked" ||
       name.find('/') != std::string::npos || name[0] == '.') {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cove/v1/machines.pb.h"
+#include "daemon/driver/accel.h"
 
 namespace cove::daemon {
 
@@ -109,7 +110,8 @@ class VmInstance {
   using LaneDone = std::function<void(absl::StatusOr<uint16_t> host_port)>;
   virtual void OpenLane(uint16_t guest_port, LaneDone done) {
     (void)guest_port;
-    done(absl::UnimplementedError("this driver has no user-mode network to forward through"));
+    const LaneDone refuse = std::move(done);
+    refuse(absl::UnimplementedError("this driver has no user-mode network to forward through"));
   }
   // Ends the lane on `host_port`; errors are logged only.
   virtual void CloseLane(uint16_t host_port) { (void)host_port; }
@@ -129,6 +131,14 @@ class Driver {
   // Starts the hypervisor in its own session, so it outlives coved.
   virtual absl::StatusOr<std::unique_ptr<VmInstance>> Launch(const LaunchSpec& spec,
                                                              VmCallbacks callbacks) = 0;
+  // Which accelerators really run a guest of `arch` here (blocking, seconds:
+  // call it off the loop thread, as AccelResolver does). Uses and refreshes
+  // the verdicts cached in `cache_file` unless `reprobe`; `scratch_dir` is
+  // for the probe's own files.
+  virtual absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& arch,
+                                                        const std::string& cache_file,
+                                                        const std::string& scratch_dir,
+                                                        bool reprobe) const = 0;
   // Takes over a hypervisor started by an earlier coved, if `pid` still is
   // that machine's hypervisor.
   virtual absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec& spec, int pid,

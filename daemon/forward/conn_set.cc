@@ -41,9 +41,10 @@ void ConnSet::Accept(uv_stream_t* server, size_t handle_size,
     return;
   }
   std::weak_ptr<bool> alive = alive_;
-  lane_conns_.push_back(std::make_unique<LaneConn>(loop_, client, lane, [this, alive](uv_stream_t* c) {
-    if (!alive.expired()) Relay(c);
-  }));
+  lane_conns_.push_back(
+      std::make_unique<LaneConn>(loop_, client, lane, [this, alive](uv_stream_t* c) {
+        if (!alive.expired()) Relay(c);
+      }));
   LaneConn* conn = lane_conns_.back().get();
   conn->set_on_done([this, alive, conn]() {
     loop_.Post([this, alive, conn]() {

@@ -89,7 +89,9 @@ void LaneConn::StartReading(End* end) {
   end->reading = true;
   uv_read_start(
       end->stream,
-      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(RelayReadBuffer(), kRelayReadSize); },
+      [](uv_handle_t*, size_t, uv_buf_t* buf) {
+        *buf = uv_buf_init(RelayReadBuffer(), kRelayReadSize);
+      },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         auto* e = static_cast<End*>(s->data);
         if (e->owner != nullptr && n != 0) e->owner->OnRead(e, n, buf->base);

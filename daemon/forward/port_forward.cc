@@ -1,11 +1,9 @@
 #include "daemon/forward/port_forward.h"
 
-#include <chrono>
-#include <cstdlib>
-#include <cstring>
+#include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
 
 namespace cove::daemon {
 namespace {
@@ -17,11 +15,6 @@ int ParseAddr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
   return uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(out));
 }
 
-std::string PeerKey(const sockaddr* addr) {
-  const size_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  return std::string(reinterpret_cast<const char*>(addr), len);
-}
-
 // One receive buffer per loop thread for every UDP forward: a datagram is
 // framed into its stream (copied) before the next receive.
 constexpr size_t kDatagramMax = 65535;
@@ -29,11 +22,6 @@ char* DatagramBuffer() {
   thread_local std::unique_ptr<char[]> buffer(new char[kDatagramMax]);
   return buffer.get();
 }
-
-struct UdpSendReq {
-  uv_udp_send_t req{};
-  std::string data;
-};
 
 }  // namespace
 
@@ -47,98 +35,24 @@ struct PortForward::UdpSocket {
   PortForward* owner = nullptr;
 };
 
-struct PortForward::UdpSession {
-  sockaddr_storage peer{};
-  UdpSocket* socket = nullptr;
-  uint32_t id = 0;
-  std::string inbox;  // datagrams from the guest, not yet whole
-  uint64_t last_ms = 0;
-};
-
-// ------------------------------------------------------------ PortRegistry
-
-void PortRegistry::Release(const ForwardKey& key, const std::string& machine) {
-  auto it = holders_.find(key);
-  if (it != holders_.end() && it->second == machine) holders_.erase(it);
-}
-
-std::string PortRegistry::HolderOf(cove::v1::Proto proto, uint16_t port,
-                                   const std::string& except) const {
-  for (const auto& [key, machine] : holders_) {
-    if (key.proto == proto && key.host_port == port && machine != except) return machine;
-  }
-  return "";
-}
-
-// ------------------------------------------------------------ LaneTable
-
-LaneTable::LaneTable(std::string machine, OpenFn open, CloseFn close,
-                     std::function<void(uint16_t)> on_change)
-    : machine_(std::move(machine)),
-      open_(std::move(open)),
-      close_(std::move(close)),
-      on_change_(std::move(on_change)) {}
-
-LaneTable::~LaneTable() {
-  *alive_ = false;
-  for (const auto& [guest_port, lane] : lanes_) {
-    if (lane.host_port != 0 && close_) close_(lane.host_port);
-  }
-}
-
-void LaneTable::Acquire(uint16_t guest_port) {
-  if (!open_) return;
-  Lane& lane = lanes_[guest_port];
-  if (++lane.refs > 1) return;
-  lane.generation = next_generation_++;
-  std::weak_ptr<bool> alive = alive_;
-  // The answer may come after this table is gone (the machine stopped) or
-  // the lane is no longer wanted: then the new lane is closed at once.
-  open_(guest_port, [this, alive, guest_port, generation = lane.generation,
-                     close = close_](absl::StatusOr<uint16_t> port) {
-    auto it = alive.expired() ? decltype(lanes_)::iterator{} : lanes_.find(guest_port);
-    if (alive.expired() || it == lanes_.end() || it->second.generation != generation) {
-      if (port.ok() && close) close(*port);
-      return;
-    }
-    if (!port.ok()) {
-      spdlog::warn("{}: no lane to guest port {} ({}); its connections go over the agent link",
-                   machine_, guest_port, std::string(port.status().message()));
-      return;
-    }
-    it->second.host_port = *port;
-    spdlog::debug("{}: lane 127.0.0.1:{} to guest port {}", machine_, *port, guest_port);
-    if (on_change_) on_change_(guest_port);
-  });
-}
-
-void LaneTable::Release(uint16_t guest_port) {
-  auto it = lanes_.find(guest_port);
-  if (it == lanes_.end() || --it->second.refs > 0) return;
-  if (it->second.host_port != 0 && close_) close_(it->second.host_port);
-  lanes_.erase(it);
-}
-
-uint16_t LaneTable::HostPort(uint16_t guest_port) const {
-  auto it = lanes_.find(guest_port);
-  return it == lanes_.end() ? 0 : it->second.host_port;
-}
-
-// ------------------------------------------------------------ PortForward
-
 PortForward::PortForward(Env env, ForwardKey key, ForwardTarget target,
                          std::function<void(const PortForward&)> on_change)
     : env_(std::move(env)),
       key_(std::move(key)),
       target_(std::move(target)),
       on_change_(std::move(on_change)),
-      retry_timer_(env_.loop),
-      idle_timer_(env_.loop) {}
+      udp_sessions_(env_.loop, GuestTarget(), env_.link,
+                    [this](const uv_udp_t* socket) {
+                      return std::any_of(udp_.begin(), udp_.end(), [socket](const UdpSocket* s) {
+                        return &s->udp == socket;
+                      });
+                    }),
+      retry_timer_(env_.loop) {}
 
 PortForward::~PortForward() {
   *alive_ = false;
   on_change_ = nullptr;
-  while (!sessions_.empty()) EndSession(sessions_.begin()->first, "the forward closed");
+  udp_sessions_.EndAll("the forward closed");
   CloseSockets();
   conns_.reset();
   if (claimed_) env_.registry.Release(key_, env_.machine);
@@ -146,8 +60,7 @@ PortForward::~PortForward() {
 }
 
 bool PortForward::CanUseLane() const {
-  return key_.proto == cove::v1::PROTO_TCP && env_.lanes != nullptr &&
-         target_.network_reachable;
+  return key_.proto == cove::v1::PROTO_TCP && env_.lanes != nullptr && target_.network_reachable;
 }
 
 cove::v1::Forward PortForward::Info() const {
@@ -162,7 +75,7 @@ cove::v1::Forward PortForward::Info() const {
   f.set_holder(holder_);
   f.set_static_(target_.is_static);
   f.set_connections(static_cast<uint32_t>(
-      key_.proto == cove::v1::PROTO_UDP ? sessions_.size() : (conns_ ? conns_->size() : 0)));
+      key_.proto == cove::v1::PROTO_UDP ? udp_sessions_.size() : (conns_ ? conns_->size() : 0)));
   f.set_retries(retries_);
   f.set_route(lane_held_ && env_.lanes->HostPort(target_.guest_port) != 0
                   ? cove::v1::FORWARD_ROUTE_NETWORK
@@ -285,7 +198,8 @@ int PortForward::BindUdp(const std::string& ip) {
         [](uv_udp_t* handle, ssize_t n, const uv_buf_t* buf, const sockaddr* from, unsigned) {
           auto* self = static_cast<UdpSocket*>(handle->data);
           if (n <= 0 || from == nullptr || self->owner == nullptr) return;
-          self->owner->OnDatagram(self, from, buf->base, static_cast<size_t>(n));
+          self->owner->udp_sessions_.OnDatagram(&self->udp, from, buf->base,
+                                                static_cast<size_t>(n));
         });
   }
   if (rc != 0) {
@@ -339,7 +253,7 @@ void PortForward::BeginClose() {
   }
   retry_timer_.Stop();
   CloseSockets();  // new connections are refused from here on
-  while (!sessions_.empty()) EndSession(sessions_.begin()->first, "the guest listener is gone");
+  udp_sessions_.EndAll("the guest listener is gone");
   if (claimed_) env_.registry.Release(key_, env_.machine);
   claimed_ = false;
   // Connections already through the lane keep going; the lane takes no new
@@ -358,224 +272,6 @@ void PortForward::MaybeClosed() {
 
 void PortForward::OnLinkReady() {
   if (conns_) conns_->OnLinkReady();
-}
-
-void PortForward::OnDatagram(UdpSocket* socket, const sockaddr* from, const char* data, size_t n) {
-  AgentLink* link = env_.link();
-  if (link == nullptr || !link->ready()) return;  // no session: dropped, as UDP may
-  const std::string peer = PeerKey(from);
-  auto it = sessions_.find(peer);
-  if (it == sessions_.end()) {
-    if (sessions_.size() >= kMaxUdpSessions) {
-      auto oldest = sessions_.begin();
-      for (auto i = sessions_.begin(); i != sessions_.end(); ++i) {
-        if (i->second->last_ms < oldest->second->last_ms) oldest = i;
-      }
-      EndSession(oldest->first, "too many UDP sessions");
-    }
-    auto session = std::make_unique<UdpSession>();
-    std::memcpy(&session->peer, from, peer.size());
-    session->socket = socket;
-    std::weak_ptr<bool> alive = alive_;
-    StreamCallbacks callbacks{
-        .on_data =
-            [this, alive, peer](std::string_view bytes) {
-              if (alive.expired()) return;
-              auto s = sessions_.find(peer);
-              if (s == sessions_.end()) return;
-              s->second->inbox.append(bytes);
-              SendToClient(*s->second);
-            },
-        .on_close_write =
-            [this, alive, peer]() {
-              if (!alive.expired()) EndSession(peer, "the guest ended the session");
-            },
-        .on_reset =
-            [this, alive, peer](const std::string&) {
-              if (alive.expired()) return;
-              auto s = sessions_.find(peer);
-              if (s == sessions_.end()) return;
-              s->second->id = 0;  // already gone from the link
-              sessions_.erase(s);
-            },
-    };
-    session->id = link->OpenStream(GuestTarget(), std::move(callbacks));
-    if (session->id == 0) return;
-    it = sessions_.emplace(peer, std::move(session)).first;
-    if (sessions_.size() == 1) {
-      idle_timer_.Start(
-          kUdpIdleMs / 4, [this]() { ExpireSessions(); }, kUdpIdleMs / 4);
-    }
-  }
-  UdpSession& s = *it->second;
-  s.last_ms = SteadyNowMs();
-  if (link->StreamWritable(s.id) < n + 2) return;  // the guest is behind: dropped
-  std::string framed(2 + n, '\0');
-  framed[0] = static_cast<char>(n >> 8);
-  framed[1] = static_cast<char>(n & 0xff);
-  std::memcpy(framed.data() + 2, data, n);
-  link->WriteStream(s.id, framed);
-}
-
-void PortForward::SendToClient(UdpSession& session) {
-  size_t used = 0;
-  const std::string& in = session.inbox;
-  while (in.size() - used >= 2) {
-    const auto* p = reinterpret_cast<const unsigned char*>(in.data() + used);
-    const size_t n = (size_t{p[0]} << 8) | p[1];
-    if (in.size() - used < 2 + n) break;
-    // The socket may have closed (BeginClose) while the reply travelled.
-    if (std::find(udp_.begin(), udp_.end(), session.socket) != udp_.end()) {
-      auto* req = new UdpSendReq;
-      req->data.assign(in, used + 2, n);
-      req->req.data = req;
-      uv_buf_t buf = uv_buf_init(req->data.data(), static_cast<unsigned>(n));
-      if (uv_udp_send(&req->req, &session.socket->udp, &buf, 1,
-                      reinterpret_cast<const sockaddr*>(&session.peer), [](uv_udp_send_t* r, int) {
-                        delete static_cast<UdpSendReq*>(r->data);
-                      }) != 0) {
-        delete req;
-      }
-    }
-    used += 2 + n;
-  }
-  session.inbox.erase(0, used);
-  session.last_ms = SteadyNowMs();
-  if (AgentLink* link = env_.link(); link != nullptr && used > 0) {
-    link->ConsumeStream(session.id, used);
-  }
-}
-
-void PortForward::ExpireSessions() {
-  const uint64_t now = SteadyNowMs();
-  std::vector<std::string> idle;
-  for (const auto& [peer, s] : sessions_) {
-    if (now - s->last_ms >= kUdpIdleMs) idle.push_back(peer);
-  }
-  for (const std::string& peer : idle) EndSession(peer, "idle");
-  if (sessions_.empty()) idle_timer_.Stop();
-}
-
-void PortForward::EndSession(const std::string& peer, const std::string& why) {
-  auto it = sessions_.find(peer);
-  if (it == sessions_.end()) return;
-  const uint32_t id = it->second->id;
-  sessions_.erase(it);
-  if (AgentLink* link = env_.link(); link != nullptr && id != 0) link->ResetStream(id, why);
-}
-
-// ------------------------------------------------------------ PortForwarder
-
-PortForwarder::PortForwarder(PortForward::Env env,
-                             std::function<void(const cove::v1::Forward&)> on_change)
-    : env_(std::move(env)), on_change_(std::move(on_change)) {
-  if (env_.open_lane) {
-    lanes_ = std::make_unique<LaneTable>(env_.machine, env_.open_lane, env_.close_lane,
-                                         [this](uint16_t guest_port) { OnLaneChange(guest_port); });
-    env_.lanes = lanes_.get();
-  }
-}
-
-void PortForwarder::OnLaneChange(uint16_t guest_port) {
-  // The route shows in the forward: tell watchers it changed.
-  for (auto& [key, f] : active_) {
-    if (f->CanUseLane() && f->target().guest_port == guest_port && on_change_) {
-      on_change_(f->Info());
-    }
-  }
-}
-
-PortForwarder::~PortForwarder() {
-  *alive_ = false;
-  on_change_ = nullptr;
-  active_.clear();
-  closing_.clear();
-  lanes_.reset();  // after the forwards that hold lanes
-}
-
-void PortForwarder::SetSpec(const cove::v1::MachineSpec& spec) {
-  spec_ = spec;
-  Reconcile();
-}
-
-void PortForwarder::OnListeners(const cove::agent::v1::Listeners& listeners) {
-  listeners_.assign(listeners.listeners().begin(), listeners.listeners().end());
-  Reconcile();
-}
-
-void PortForwarder::OnLinkReady() {
-  for (auto& [key, f] : active_) f->OnLinkReady();
-}
-
-void PortForwarder::Reconcile() {
-  const std::map<ForwardKey, ForwardTarget> desired = DesiredForwards(spec_, listeners_);
-  for (auto it = active_.begin(); it != active_.end();) {
-    auto want = desired.find(it->first);
-    if (want != desired.end() && want->second == it->second->target()) {
-      ++it;
-      continue;
-    }
-    std::unique_ptr<PortForward> f = std::move(it->second);
-    it = active_.erase(it);
-    PortForward* raw = f.get();
-    closing_.push_back(std::move(f));
-    raw->BeginClose();
-  }
-  for (const auto& [key, target] : desired) {
-    if (active_.count(key)) continue;
-    auto f = std::make_unique<PortForward>(
-        env_, key, target, [this](const PortForward& changed) { OnForwardChange(changed); });
-    PortForward* raw = f.get();
-    active_.emplace(key, std::move(f));
-    raw->Start();
-  }
-}
-
-void PortForwarder::OnForwardChange(const PortForward& forward) {
-  if (on_change_) on_change_(forward.Info());
-  if (forward.state() != cove::v1::FORWARD_STATE_CLOSED || reap_posted_) return;
-  // Not from inside the forward's own call stack.
-  reap_posted_ = true;
-  std::weak_ptr<bool> alive = alive_;
-  env_.loop.Post([this, alive]() {
-    if (!alive.expired()) Reap();
-  });
-}
-
-void PortForwarder::Reap() {
-  reap_posted_ = false;
-  std::erase_if(closing_, [](const std::unique_ptr<PortForward>& f) {
-    return f->state() == cove::v1::FORWARD_STATE_CLOSED;
-  });
-}
-
-void PortForwarder::CloseAll() {
-  std::vector<cove::v1::Forward> gone;
-  for (auto& [key, f] : active_) gone.push_back(f->Info());
-  for (auto& f : closing_) {
-    if (f->state() != cove::v1::FORWARD_STATE_CLOSED) gone.push_back(f->Info());
-  }
-  active_.clear();
-  closing_.clear();
-  listeners_.clear();
-  for (cove::v1::Forward& f : gone) {
-    f.set_route(cove::v1::FORWARD_ROUTE_UNSPECIFIED);
-    f.set_state(cove::v1::FORWARD_STATE_CLOSED);
-    f.set_connections(0);
-    if (on_change_) on_change_(f);
-  }
-}
-
-std::vector<cove::v1::Forward> PortForwarder::List() const {
-  std::vector<std::pair<ForwardKey, cove::v1::Forward>> all;
-  for (const auto& [key, f] : active_) all.emplace_back(key, f->Info());
-  for (const auto& f : closing_) {
-    if (f->state() != cove::v1::FORWARD_STATE_CLOSED) all.emplace_back(f->key(), f->Info());
-  }
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<cove::v1::Forward> out;
-  for (auto& [key, f] : all) out.push_back(std::move(f));
-  return out;
 }
 
 }  // namespace cove::daemon

@@ -1,6 +1,6 @@
 #include "daemon/machine/accel_resolver.h"
 
-#include "daemon/driver/qemu/qemu_argv.h"
+#include "common/api_names.h"
 #include "spdlog/spdlog.h"
 
 namespace cove::daemon {
@@ -21,15 +21,15 @@ void AccelResolver::Kick(const std::string& arch) {
     // Probes that are over (their result is in) are joined here, so a
     // coved that reprobes often does not keep their threads.
     bool any_running = false;
-    for (const auto& [a, other] : entries_) any_running = any_running || (other.running && a != arch);
+    for (const auto& [a, other] : entries_)
+      any_running = any_running || (other.running && a != arch);
     if (!any_running) {
       for (auto& t : threads_) t.join();
       threads_.clear();
     }
   }
   threads_.emplace_back([this, arch, reprobe]() {
-    auto report = qemu::ProbeAccelerators(qemu::QemuBinaryName(arch), arch, CacheFile(arch),
-                                          cache_dir_, reprobe);
+    auto report = driver_.ProbeAccelerators(arch, CacheFile(arch), cache_dir_, reprobe);
     {
       std::lock_guard<std::mutex> lock(mu_);
       Entry& e = entries_[arch];
@@ -38,7 +38,7 @@ void AccelResolver::Kick(const std::string& arch) {
     }
     loop_.Post([this, arch]() {
       std::vector<Callback> waiting;
-      absl::StatusOr<qemu::AccelReport> result;
+      absl::StatusOr<AccelReport> result;
       {
         std::lock_guard<std::mutex> lock(mu_);
         Entry& e = entries_[arch];
@@ -51,7 +51,7 @@ void AccelResolver::Kick(const std::string& arch) {
 }
 
 void AccelResolver::Resolve(const std::string& arch, Callback cb) {
-  std::optional<absl::StatusOr<qemu::AccelReport>> ready;
+  std::optional<absl::StatusOr<AccelReport>> ready;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entries_[arch];
@@ -80,7 +80,7 @@ void AccelResolver::Reprobe(const std::string& arch, Callback cb) {
   Kick(arch);
 }
 
-std::optional<absl::StatusOr<qemu::AccelReport>> AccelResolver::Report(const std::string& arch) {
+std::optional<absl::StatusOr<AccelReport>> AccelResolver::Report(const std::string& arch) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(arch);
   if (it == entries_.end()) return std::nullopt;
@@ -89,7 +89,7 @@ std::optional<absl::StatusOr<qemu::AccelReport>> AccelResolver::Report(const std
 
 void AccelResolver::RecordBootFailure(const std::string& arch, cove::v1::Accel accel,
                                       const std::string& reason) {
-  qemu::AccelReport report;
+  AccelReport report;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entries_[arch];
@@ -102,7 +102,7 @@ void AccelResolver::RecordBootFailure(const std::string& arch, cove::v1::Accel a
   // An fsynced write: off the loop.
   loop_.Offload(
       [report, file = CacheFile(arch)]() {
-        if (auto st = qemu::SaveAccelReport(report, file); !st.ok()) {
+        if (auto st = SaveAccelReport(report, file); !st.ok()) {
           spdlog::warn("cannot cache the accelerator verdicts: {}", std::string(st.message()));
         }
       },

@@ -1,5 +1,5 @@
-// Decides what ACCEL_AUTO means, once per guest architecture, by probing in
-// a background thread (see daemon/driver/qemu/accel_probe.h). Probes start
+// Decides what ACCEL_AUTO means, once per guest architecture, by asking the
+// driver to probe (Driver::ProbeAccelerators) in a background thread. Probes start
 // when coved starts, so a `cove start` rarely waits for one. A machine whose
 // real boot shows that an accelerator does not work here says so with
 // RecordBootFailure: later starts go straight to the next one.
@@ -18,18 +18,18 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "daemon/driver/qemu/accel_probe.h"
+#include "daemon/driver/driver.h"
 #include "daemon/loop/event_loop.h"
 
 namespace cove::daemon {
 
 class AccelResolver {
  public:
-  using Callback = std::function<void(absl::StatusOr<qemu::AccelReport>)>;
+  using Callback = std::function<void(absl::StatusOr<AccelReport>)>;
 
   // `cache_dir` holds the verdicts (accel-ARCH.json) and the probe program.
-  AccelResolver(EventLoop& loop, std::string cache_dir)
-      : loop_(loop), cache_dir_(std::move(cache_dir)) {}
+  AccelResolver(EventLoop& loop, const Driver& driver, std::string cache_dir)
+      : loop_(loop), driver_(driver), cache_dir_(std::move(cache_dir)) {}
   ~AccelResolver();
 
   // Starts probing for `arch` if not done or under way.
@@ -41,7 +41,7 @@ class AccelResolver {
   // gets the new report. A probe under way is waited for, not repeated.
   void Reprobe(const std::string& arch, Callback cb);
   // The report for `arch` if the probe has finished.
-  std::optional<absl::StatusOr<qemu::AccelReport>> Report(const std::string& arch);
+  std::optional<absl::StatusOr<AccelReport>> Report(const std::string& arch);
   // A real boot under `accel` failed in a way that convicts the accelerator
   // (no sign of life, qemu's internal-error): it is unusable from now on,
   // until qemu or the host kernel changes or a reprobe. Cached at once.
@@ -51,7 +51,7 @@ class AccelResolver {
   struct Entry {
     bool running = false;
     bool reprobe = false;  // the next probe ignores the cache
-    std::optional<absl::StatusOr<qemu::AccelReport>> result;
+    std::optional<absl::StatusOr<AccelReport>> result;
     std::vector<Callback> waiting;  // loop thread only
   };
   std::string CacheFile(const std::string& arch) const {
@@ -59,6 +59,7 @@ class AccelResolver {
   }
 
   EventLoop& loop_;
+  const Driver& driver_;  // outlives this; ProbeAccelerators is const, any thread
   const std::string cache_dir_;
   std::mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);

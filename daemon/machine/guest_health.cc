@@ -56,12 +56,12 @@ cove::v1::OomKill DescribeOomKill(const cove::agent::v1::OomKill& kill, const st
       out.container_name().empty() ? out.container_id().substr(0, 12) : out.container_name();
   std::string fix;
   if (kill.cgroup_limit()) {
-    const std::string limit =
-        out.limit_bytes() > 0 ? absl::StrCat("its ", FormatSize(out.limit_bytes()), " limit")
-                              : "its memory limit";
+    const std::string limit = out.limit_bytes() > 0
+                                  ? absl::StrCat("its ", FormatSize(out.limit_bytes()), " limit")
+                                  : "its memory limit";
     if (!container.empty()) {
-      out.set_summary(absl::StrCat("container ", container, " hit ", limit, ": the kernel killed ",
-                                   who));
+      out.set_summary(
+          absl::StrCat("container ", container, " hit ", limit, ": the kernel killed ", who));
       fix = absl::StrCat("raise container ", container,
                          "'s limit (docker run -m / --memory), or make it use less");
     } else {
@@ -73,8 +73,8 @@ cove::v1::OomKill DescribeOomKill(const cove::agent::v1::OomKill& kill, const st
   } else {
     const std::string in = container.empty() ? "" : absl::StrCat(" in container ", container);
     out.set_summary(absl::StrCat("machine ", machine, " ran out of its ",
-                                 FormatSize(out.machine_memory_bytes()), ": the kernel killed ", who,
-                                 in));
+                                 FormatSize(out.machine_memory_bytes()), ": the kernel killed ",
+                                 who, in));
     fix = absl::StrCat("give it more: cove stop ", machine, " && cove set ", machine, " --memory ",
                        FormatSize(SuggestedMemory(out.machine_memory_bytes())));
   }
@@ -177,8 +177,21 @@ void GuestHealth::OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady
 
 std::string GuestHealth::UntoldKills() const {
   return absl::StrCat(kills_untold_, kills_untold_ == 1 ? " more OOM kill" : " more OOM kills",
-                      ", too many to tell one by one (cove inspect ", machine_,
-                      " lists the last ", kMaxKills, ")");
+                      ", too many to tell one by one (cove inspect ", machine_, " lists the last ",
+                      kMaxKills, ")");
+}
+
+void GuestHealth::Register(AgentLink& agent) {
+  agent.Handle(cove::agent::v1::GuestToHost::kHeartbeat,
+               [this](const cove::agent::v1::GuestToHost& msg) {
+                 OnHeartbeat(msg.heartbeat(), static_cast<int64_t>(SteadyNowMs()),
+                             TimeUtil::TimestampToMilliseconds(TimeUtil::GetCurrentTime()));
+               });
+  agent.Handle(cove::agent::v1::GuestToHost::kOomKill,
+               [this](const cove::agent::v1::GuestToHost& msg) {
+                 OnOomKill(msg.oom_kill(), static_cast<int64_t>(SteadyNowMs()),
+                           TimeUtil::TimestampToMilliseconds(TimeUtil::GetCurrentTime()));
+               });
 }
 
 void GuestHealth::Clear() {

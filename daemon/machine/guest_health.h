@@ -18,6 +18,7 @@
 
 #include "cove/agent/v1/agent.pb.h"
 #include "cove/v1/machines.pb.h"
+#include "daemon/machine/boot_component.h"
 
 namespace cove::daemon {
 
@@ -30,7 +31,9 @@ inline std::string BoundedGuestText(const std::string& s) { return s.substr(0, 2
 cove::v1::OomKill DescribeOomKill(const cove::agent::v1::OomKill& kill, const std::string& machine,
                                   const std::string& machine_arch);
 
-class GuestHealth {
+// Outlives boots (the kills are kept across them); attached to each boot for
+// the heartbeats and kills its agent reports.
+class GuestHealth : public BootComponent {
  public:
   // Kills kept on the Machine.
   static constexpr int kMaxKills = 16;
@@ -53,9 +56,11 @@ class GuestHealth {
   void OnHello(const cove::agent::v1::Hello& hello, int64_t steady_now_ms);
   void OnHeartbeat(const cove::agent::v1::Heartbeat& beat, int64_t steady_now_ms,
                    int64_t unix_now_ms);
-  void OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady_now_ms,
-                 int64_t unix_now_ms);
+  void OnOomKill(const cove::agent::v1::OomKill& kill, int64_t steady_now_ms, int64_t unix_now_ms);
   void Clear();
+
+  // Heartbeat and OomKill, stamped with the host's clocks.
+  void Register(AgentLink& agent) override;
 
  private:
   // "5 more OOM kills, too many to tell one by one (cove inspect ...)".

@@ -23,13 +23,12 @@
 
 #include "absl/status/status.h"
 #include "cove/v1/machines.pb.h"
-#include "daemon/agent/agent_link.h"
 #include "daemon/driver/driver.h"
 #include "daemon/forward/port_forward.h"
-#include "daemon/forward/socket_forward.h"
 #include "daemon/image/image_store.h"
 #include "daemon/loop/event_loop.h"
 #include "daemon/machine/accel_resolver.h"
+#include "daemon/machine/boot.h"
 #include "daemon/machine/event_bus.h"
 #include "daemon/machine/exec_session.h"
 #include "daemon/machine/guest_health.h"
@@ -37,6 +36,9 @@
 #include "daemon/store/machine_store.h"
 
 namespace cove::daemon {
+
+class ExecTable;
+class GuestForwards;
 
 // What every machine shares. Outlives all machines.
 struct MachineEnv {
@@ -91,7 +93,7 @@ class Machine {
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::PortRule>> port_rules;
     std::optional<std::pair<cove::v1::RestartPolicy, uint32_t>> restart;  // policy, limit
     std::optional<bool> autostart;
-    std::optional<cove::v1::Accel> accel;  // applies at the next start
+    std::optional<cove::v1::Accel> accel;     // applies at the next start
     std::optional<bool> no_foreign_binaries;  // applies at the next start
     // Resolved already (ResolveMounts); only while stopped.
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::Mount>> mounts;
@@ -123,6 +125,10 @@ class Machine {
 
  private:
   void SetState(cove::v1::MachineState state, const std::string& why);
+  // Publishes an event of `kind` about this machine (its name and view
+  // filled in); `fill` adds the kind's own fields.
+  void Publish(cove::v1::EventKind kind, const std::string& message,
+               const std::function<void(cove::v1::Event&)>& fill = nullptr);
   void BeginStart(uint32_t timeout_s, const std::string& why, Progress progress, Done done);
   // Once the initrd is written: the deadline, the accelerator, the boot.
   void ContinueStart(uint32_t timeout_s);
@@ -133,9 +139,12 @@ class Machine {
   // Launches qemu under `accel` (-cpu `cpu`, empty: the driver's default).
   // `on_trial`: auto chose a hardware accelerator, so a boot that shows it
   // does not work here falls back to tcg. `why` becomes accel_reason.
-  void Boot(cove::v1::Accel accel, const std::string& cpu, bool on_trial, const std::string& why);
+  void Launch(cove::v1::Accel accel, const std::string& cpu, bool on_trial, const std::string& why);
   LaunchSpec MakeLaunchSpec(cove::v1::Accel accel, const std::string& cpu = "") const;
   VmCallbacks MakeVmCallbacks();
+  // The Boot of a hypervisor process just launched or adopted: its agent
+  // link and its components. The link starts last.
+  void BeginBoot(std::unique_ptr<VmInstance> vm);
   // kAccelLifeBoundMs after a hardware-accelerated launch: fails the
   // accelerator if the guest has shown no sign of life.
   void CheckGuestLife();
@@ -145,27 +154,18 @@ class Machine {
   // The accelerator of this boot does not run the guest: on trial, record
   // the verdict and boot again under tcg; otherwise fail the start.
   void AccelFailed(const std::string& why);
+  // Records that this boot's accelerator does not run the guest (the
+  // verdict, the phase, the event); the line that says so.
+  std::string RecordAccelFailure(const std::string& why);
   // A hypervisor exit during a trial that the accelerator is to blame for.
   bool ExitConvictsAccel(const VmExit& exit) const;
-  void StartAgentLink();
   void OnHello(const cove::agent::v1::Hello& hello);
-  void OnServiceStatus(const cove::agent::v1::ServiceStatus& status);
-  void OnEmulation(const cove::agent::v1::Emulation& emulation);
-  std::optional<StreamCallbacks> OnGuestOpen(uint32_t id, const cove::agent::v1::StreamOpen& what);
-  // The runtime answers and every mount is in place: the machine is running
-  // (from starting). A failed mount fails the start.
+  // Every component of the boot is ready (the runtime answers, every mount
+  // is in place): the machine is running (from starting). A failure fails
+  // the start.
   void MaybeBecomeRunning();
   void BecomeRunning();
   void OnMountChanged(const cove::v1::MountInfo& mount);
-  // The guest services coved asks the agent for, by runtime.
-  std::vector<std::string> WantedServices() const;
-  // The service whose readiness means "running".
-  std::string RuntimeService() const;
-  // Host sockets for the runtime; opened when running, closed when not.
-  // Socket and port forwards exist while the machine runs.
-  void OpenSocketForwards();
-  void CloseSocketForwards();
-  void OnForwardChange(const cove::v1::Forward& forward);
   // Applies `change` to a copy of the spec; keeps it if the port and
   // restart settings still check out, and re-decides the forwards of a
   // running machine.
@@ -177,7 +177,6 @@ class Machine {
   // FAILED_PRECONDITION unless the machine is stopped (or failed) with no
   // hypervisor left: "its WHAT change only while it is stopped".
   absl::Status RequireStopped(const std::string& what) const;
-  void ReapExecs();
   void OnVmExit(const VmExit& exit);
   void FailStart(const std::string& why);
   void FinishStart(absl::Status status);
@@ -186,27 +185,26 @@ class Machine {
   std::string SerialTail() const;
   // Sockets and the pid file of a hypervisor that is gone.
   void RemoveRunFiles() const;
+  AgentLink* agent() { return boot_ ? &boot_->agent() : nullptr; }
+  bool agent_ready() const { return boot_ && boot_->agent().ready(); }
 
   MachineEnv& env_;
   cove::v1::Machine record_;
-  std::unique_ptr<VmInstance> vm_;
-  std::unique_ptr<AgentLink> agent_;
-  std::vector<std::unique_ptr<SocketForward>> socket_forwards_;
-  std::unique_ptr<PortForwarder> ports_;
+  // While a hypervisor process exists: it, its agent link, and what lives as
+  // long as it does.
+  std::unique_ptr<Boot> boot_;
+  // Components of boot_ the machine itself calls (null without a boot).
+  GuestForwards* forwards_ = nullptr;
+  ExecTable* execs_ = nullptr;
+  // Components that outlive boots.
   std::unique_ptr<MountSet> mounts_;
   std::unique_ptr<GuestHealth> health_;
-  // The agent's last listener set of this boot, kept for when ports_ opens.
-  cove::agent::v1::Listeners listeners_;
-  std::map<uint32_t, std::shared_ptr<ExecSession>> execs_;  // by stdout stream id
-  // Host connections made through reverse forwards.
-  std::vector<std::unique_ptr<StreamConn>> reverse_conns_;
   Timer start_deadline_;
   Timer stop_step_;
   Timer restart_timer_;
   Timer life_check_;
   Progress start_progress_, stop_progress_;
   Done start_done_, stop_done_;
-  uint64_t launch_ms_ = 0;
   int stop_phase_ = 0;
   // Counts starts, so a late initrd write knows whether its start still runs.
   uint64_t start_attempt_ = 0;
@@ -214,16 +212,6 @@ class Machine {
   bool stop_requested_ = false;
   // The start under way was the restart policy's, not a client's.
   bool automatic_start_ = false;
-  // This boot's hardware accelerator was auto's choice: it may fall back.
-  bool accel_on_trial_ = false;
-  // The agent said hello during this boot.
-  bool guest_seen_ = false;
-  // The container runtime reported ready during this start.
-  bool runtime_ready_ = false;
-  // Set while qemu is being killed to boot again under tcg: why.
-  std::string accel_fallback_;
-  // Why qemu was killed when it could no longer run the guest.
-  std::string vm_failure_;
   // Callbacks that may outlive the machine (the accelerator probe) hold a
   // weak reference to this and do nothing once it is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

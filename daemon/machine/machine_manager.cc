@@ -27,14 +27,16 @@ void MachineManager::LoadAll() {
 void MachineManager::Autostart() {
   for (auto& [name, m] : machines_) {
     const auto state = m->state();
-    if (!m->view().spec().autostart() || (state != cove::v1::MACHINE_STATE_STOPPED &&
-                                          state != cove::v1::MACHINE_STATE_ERROR)) {
+    if (!m->view().spec().autostart() ||
+        (state != cove::v1::MACHINE_STATE_STOPPED && state != cove::v1::MACHINE_STATE_ERROR)) {
       continue;
     }
     spdlog::info("{}: autostart", name);
-    m->Start(0, [](int, const std::string&) {}, [name](absl::Status st) {
-      if (!st.ok()) spdlog::warn("{}: autostart failed: {}", name, std::string(st.message()));
-    });
+    m->Start(
+        0, [](int, const std::string&) {},
+        [name](absl::Status st) {
+          if (!st.ok()) spdlog::warn("{}: autostart failed: {}", name, std::string(st.message()));
+        });
   }
 }
 

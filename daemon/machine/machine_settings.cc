@@ -3,6 +3,7 @@
 #include "common/api_names.h"
 #include "common/sizes.h"
 #include "daemon/forward/port_rules.h"
+#include "daemon/machine/guest_forwards.h"
 #include "daemon/machine/machine.h"
 #include "daemon/machine/spec.h"
 #include "daemon/mount/mount_spec.h"
@@ -36,7 +37,7 @@ std::string DescribeSizeChange(const cove::v1::MachineSpec& before,
 absl::Status Machine::RequireStopped(const std::string& what) const {
   const bool down =
       state() == cove::v1::MACHINE_STATE_STOPPED || state() == cove::v1::MACHINE_STATE_ERROR;
-  if (down && !vm_) return absl::OkStatus();
+  if (down && !boot_) return absl::OkStatus();
   return absl::FailedPreconditionError(
       absl::StrCat("machine '", name(), "' is ", StateName(state()), "; its ", what,
                    " change only while it is stopped: `cove stop ", name(), "` first"));
@@ -59,15 +60,10 @@ absl::Status Machine::ChangeSpec(
   const std::string sizes = DescribeSizeChange(record_.spec(), spec);
   *record_.mutable_spec() = std::move(spec);
   Persist();
-  if (ports_) ports_->SetSpec(record_.spec());
+  if (forwards_) forwards_->SetSpec(record_.spec());
   if (record_.spec().restart() != cove::v1::RESTART_POLICY_ON_FAILURE) restart_timer_.Stop();
   if (!sizes.empty()) spdlog::info("{}: {}", name(), sizes);
-  cove::v1::Event event;
-  event.set_kind(cove::v1::EVENT_KIND_MACHINE_UPDATED);
-  event.set_machine_name(name());
-  *event.mutable_machine() = view();
-  event.set_message(sizes.empty() ? "settings changed" : sizes);
-  env_.events.Publish(std::move(event));
+  Publish(cove::v1::EVENT_KIND_MACHINE_UPDATED, sizes.empty() ? "settings changed" : sizes);
   return absl::OkStatus();
 }
 
@@ -81,7 +77,8 @@ absl::Status Machine::ChangeSettings(const Settings& settings) {
           spec.set_max_restarts(settings.restart->second);
         }
         if (settings.autostart) spec.set_autostart(*settings.autostart);
-        if (settings.no_foreign_binaries) spec.set_no_foreign_binaries(*settings.no_foreign_binaries);
+        if (settings.no_foreign_binaries)
+          spec.set_no_foreign_binaries(*settings.no_foreign_binaries);
         if (settings.mounts || settings.no_mounts) {
           if (auto st = RequireStopped("mounts"); !st.ok()) return st;
           if (settings.mounts) *spec.mutable_mounts() = *settings.mounts;

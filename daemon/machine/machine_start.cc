@@ -12,9 +12,9 @@
 #include "absl/strings/str_split.h"
 #include "common/api_names.h"
 #include "common/sizes.h"
-#include "daemon/driver/qemu/accel_probe.h"
 #include "daemon/image/agent_initrd.h"
 #include "daemon/machine/machine.h"
+#include "daemon/machine/runtime_services.h"
 #include "spdlog/spdlog.h"
 
 namespace cove::daemon {
@@ -23,7 +23,7 @@ using google::protobuf::util::TimeUtil;
 
 void Machine::Start(uint32_t timeout_s, Progress progress, Done done) {
   const bool pending_restart = restart_timer_.active();
-  if (!busy() && !vm_) {
+  if (!busy() && !boot_) {
     restart_timer_.Stop();
     record_.set_restarts(0);
   }
@@ -51,7 +51,7 @@ void Machine::MaybeRestart(const std::string& why) {
   spdlog::info("{}: restart {} of {} in {} ms (policy on-failure)", name(), done + 1,
                spec.max_restarts(), delay_ms);
   restart_timer_.Start(delay_ms, [this, why]() {
-    if (state() != cove::v1::MACHINE_STATE_ERROR || vm_) return;
+    if (state() != cove::v1::MACHINE_STATE_ERROR || boot_) return;
     record_.set_restarts(record_.restarts() + 1);
     automatic_start_ = true;
     BeginStart(
@@ -70,9 +70,9 @@ void Machine::BeginStart(uint32_t timeout_s, const std::string& why, Progress pr
     return done(
         absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already running")));
   }
-  if (busy() || vm_) {
+  if (busy() || boot_) {
     return done(absl::FailedPreconditionError(absl::StrCat(
-        "machine '", name(), "' is ", vm_ && !busy() ? "still shutting down" : StateName(state()),
+        "machine '", name(), "' is ", boot_ && !busy() ? "still shutting down" : StateName(state()),
         "; wait for that to finish first")));
   }
   if (!record_.has_spec()) {
@@ -120,7 +120,7 @@ void Machine::BeginStart(uint32_t timeout_s, const std::string& why, Progress pr
       [this, alive, written, attempt, timeout_s]() {
         if (alive.expired()) return;  // deleted meanwhile
         // A stop cancelled this start meanwhile (and maybe another began).
-        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || vm_) {
+        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || boot_) {
           return;
         }
         if (!written->ok()) return FailStart(std::string(written->message()));
@@ -129,55 +129,55 @@ void Machine::BeginStart(uint32_t timeout_s, const std::string& why, Progress pr
 }
 
 void Machine::ContinueStart(uint32_t timeout_s) {
-  start_deadline_.Start(
-      static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
-      [this, timeout_s]() {
-        const uint32_t budget = timeout_s ? timeout_s : kDefaultStartTimeoutS;
-        if (agent_ && agent_->ready()) {
-          return FailStart(absl::StrCat(RuntimeService(), " did not become ready within ", budget,
-                                        " s; see `cove logs ", name(), " --service ",
-                                        RuntimeService(), "`"));
-        }
-        FailStart(absl::StrCat("the guest agent did not answer within ", budget,
-                               " s; last console lines: ", SerialTail()));
-      });
+  start_deadline_.Start(static_cast<uint64_t>(timeout_s ? timeout_s : kDefaultStartTimeoutS) * 1000,
+                        [this, timeout_s]() {
+                          const uint32_t budget = timeout_s ? timeout_s : kDefaultStartTimeoutS;
+                          if (agent_ready()) {
+                            const std::string& runtime =
+                                RuntimeFactsOf(record_.spec().runtime()).ready_service();
+                            return FailStart(absl::StrCat(runtime, " did not become ready within ",
+                                                          budget, " s; see `cove logs ", name(),
+                                                          " --service ", runtime, "`"));
+                          }
+                          FailStart(absl::StrCat("the guest agent did not answer within ", budget,
+                                                 " s; last console lines: ", SerialTail()));
+                        });
 
   const std::string& arch = record_.spec().arch();
   const cove::v1::Accel requested = record_.spec().accel();
   const bool automatic =
       requested == cove::v1::ACCEL_AUTO || requested == cove::v1::ACCEL_UNSPECIFIED;
-  if (requested == cove::v1::ACCEL_TCG) return Boot(cove::v1::ACCEL_TCG, "", false, "requested");
+  if (requested == cove::v1::ACCEL_TCG) return Launch(cove::v1::ACCEL_TCG, "", false, "requested");
   if (automatic) {
     if (const char* env = std::getenv("COVE_ACCEL"); env && std::string(env) == "tcg") {
-      return Boot(cove::v1::ACCEL_TCG, "", false, "auto: COVE_ACCEL=tcg in coved's environment");
+      return Launch(cove::v1::ACCEL_TCG, "", false, "auto: COVE_ACCEL=tcg in coved's environment");
     }
     if (arch != HostArch()) {
-      return Boot(
-          cove::v1::ACCEL_TCG, "", false,
-          absl::StrCat("auto: an ", arch, " guest on this ", HostArch(),
-                       " host is emulated, every instruction (tcg)"));
+      return Launch(cove::v1::ACCEL_TCG, "", false,
+                    absl::StrCat("auto: an ", arch, " guest on this ", HostArch(),
+                                 " host is emulated, every instruction (tcg)"));
     }
   }
   start_progress_(cove::v1::START_PHASE_PROBING_ACCEL, "choosing the accelerator");
   std::weak_ptr<bool> alive = alive_;
   const uint64_t attempt = start_attempt_;
   env_.accel.Resolve(
-      arch, [this, alive, requested, automatic, attempt](absl::StatusOr<qemu::AccelReport> report) {
+      arch, [this, alive, requested, automatic, attempt](absl::StatusOr<AccelReport> report) {
         if (alive.expired()) return;  // deleted while the probe ran
         // Cancelled meanwhile, and maybe another start began: that one has
         // its own deadline and waits for the probe itself.
-        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || vm_) {
+        if (attempt != start_attempt_ || state() != cove::v1::MACHINE_STATE_STARTING || boot_) {
           return;
         }
         if (!report.ok()) return FailStart(std::string(report.status().message()));
         if (!automatic) {
           // The user insists: no fallback, but the boot's own checks still fail
           // it fast (see CheckGuestLife), and the verdict is part of the story.
-          const qemu::AccelVerdict* v = report->Find(requested);
+          const AccelVerdict* v = report->Find(requested);
           std::string why = absl::StrCat("requested (--accel ", AccelName(requested), ")");
           if (v != nullptr && !v->usable)
             absl::StrAppend(&why, "; verdict here: unusable: ", v->reason);
-          return Boot(requested, v != nullptr && !v->cpu.empty() ? v->cpu : "host", false, why);
+          return Launch(requested, v != nullptr && !v->cpu.empty() ? v->cpu : "host", false, why);
         }
         std::string why = "auto";
         for (const auto& v : report->verdicts) {
@@ -186,15 +186,15 @@ void Machine::ContinueStart(uint32_t timeout_s) {
           start_progress_(cove::v1::START_PHASE_PROBING_ACCEL, line);
           absl::StrAppend(&why, ": ", line);
         }
-        const qemu::AccelVerdict* chosen = report->Find(report->auto_accel);
+        const AccelVerdict* chosen = report->Find(report->auto_accel);
         if (report->auto_accel == cove::v1::ACCEL_TCG) {
           absl::StrAppend(&why, "; tcg emulates every guest instruction (slow)");
         } else {
           absl::StrAppend(&why, ": ", AccelName(report->auto_accel), " works here (",
                           chosen != nullptr ? chosen->checked_by : "probe", ")");
         }
-        Boot(report->auto_accel, chosen != nullptr ? chosen->cpu : "",
-             report->auto_accel != cove::v1::ACCEL_TCG, why);
+        Launch(report->auto_accel, chosen != nullptr ? chosen->cpu : "",
+               report->auto_accel != cove::v1::ACCEL_TCG, why);
       });
 }
 
@@ -222,10 +222,6 @@ LaunchSpec Machine::MakeLaunchSpec(cove::v1::Accel accel, const std::string& cpu
   // psi=1: memory pressure for Machine.guest (Debian's kernels build PSI
   // but leave it off unless asked).
   spec.cmdline = absl::StrCat(base, " psi=1 cove.hostname=", name());
-  // Benchmarks only (bench/ports.sh): QEMU's own forwards as the peer.
-  if (const char* fwds = std::getenv("COVE_BENCH_HOSTFWD"); fwds != nullptr && *fwds != '\0') {
-    spec.user_net_hostfwds = absl::StrSplit(fwds, ' ', absl::SkipEmpty());
-  }
   return spec;
 }
 
@@ -238,8 +234,8 @@ VmCallbacks Machine::MakeVmCallbacks() {
   };
 }
 
-void Machine::Boot(cove::v1::Accel accel, const std::string& cpu, bool on_trial,
-                   const std::string& why) {
+void Machine::Launch(cove::v1::Accel accel, const std::string& cpu, bool on_trial,
+                     const std::string& why) {
   LaunchSpec spec = MakeLaunchSpec(accel, cpu);
   for (const std::string& stale : {spec.qmp_socket, spec.agent_socket, spec.pid_file}) {
     ::unlink(stale.c_str());
@@ -252,21 +248,20 @@ void Machine::Boot(cove::v1::Accel accel, const std::string& cpu, bool on_trial,
   if (auto st = mounts_->PrepareLaunch(record_.spec().mounts(), spec); !st.ok()) {
     return FailStart(std::string(st.message()));
   }
-  launch_ms_ = SteadyNowMs();
-  accel_on_trial_ = on_trial;
-  guest_seen_ = false;
-  runtime_ready_ = false;
+  const uint64_t launch_ms = SteadyNowMs();
   auto vm = env_.driver.Launch(spec, MakeVmCallbacks());
   if (!vm.ok()) {
     mounts_->Release();  // the virtiofsds started for it
     return FailStart(std::string(vm.status().message()));
   }
-  vm_ = *std::move(vm);
-  record_.set_pid(vm_->pid());
+  record_.set_pid((*vm)->pid());
   record_.set_accel_in_use(accel);
   record_.set_accel_reason(why);
   Persist();
-  StartAgentLink();
+  BeginBoot(*std::move(vm));
+  boot_->launch_ms = launch_ms;
+  boot_->accel_on_trial = on_trial;
+  boot_->agent().Start();
   if (accel != cove::v1::ACCEL_TCG) {
     life_check_.Start(kAccelLifeBoundMs, [this]() { CheckGuestLife(); });
   }
@@ -282,48 +277,55 @@ bool Machine::ConsoleSilent() const {
 void Machine::CheckGuestLife() {
   // Under kvm or hvf our guest's init prints within a second and the agent
   // follows; a guest that has done neither in 10 s is not running at all.
-  if (guest_seen_ || !ConsoleSilent() || state() != cove::v1::MACHINE_STATE_STARTING) return;
+  if (!boot_ || boot_->guest_seen || !ConsoleSilent() ||
+      state() != cove::v1::MACHINE_STATE_STARTING) {
+    return;
+  }
   AccelFailed(absl::StrCat("the guest showed no sign of life within ", kAccelLifeBoundMs / 1000,
                            " s under ", AccelName(record_.accel_in_use()),
                            " (no console output, no agent)"));
 }
 
 void Machine::OnVmStuck(const std::string& why) {
-  if (state() == cove::v1::MACHINE_STATE_STARTING && !guest_seen_ &&
+  if (!boot_) return;
+  if (state() == cove::v1::MACHINE_STATE_STARTING && !boot_->guest_seen &&
       record_.accel_in_use() != cove::v1::ACCEL_TCG) {
     return AccelFailed(why);
   }
   // The process lives on but will never run the guest again.
   spdlog::error("{}: {}", name(), why);
-  vm_failure_ = why;
-  if (vm_) vm_->Kill();  // OnVmExit says why
+  boot_->vm_failure = why;
+  boot_->vm().Kill();  // OnVmExit says why
 }
 
 void Machine::AccelFailed(const std::string& why) {
   life_check_.Stop();
   const cove::v1::Accel accel = record_.accel_in_use();
-  const std::string line = absl::StrCat(AccelName(accel), " unusable here: ", why);
-  if (!accel_on_trial_) {
-    return FailStart(absl::StrCat(line, "; this machine asks for --accel ", AccelName(accel),
+  if (!boot_->accel_on_trial) {
+    return FailStart(absl::StrCat(AccelName(accel), " unusable here: ", why,
+                                  "; this machine asks for --accel ", AccelName(accel),
                                   ", so cove does not fall back: `cove set ", name(),
                                   " --accel auto` lets it use what works here"));
   }
+  boot_->accel_fallback = RecordAccelFailure(why);
+  boot_->vm().Kill();  // OnVmExit boots again
+}
+
+std::string Machine::RecordAccelFailure(const std::string& why) {
+  const cove::v1::Accel accel = record_.accel_in_use();
+  const std::string line = absl::StrCat(AccelName(accel), " unusable here: ", why);
   env_.accel.RecordBootFailure(record_.spec().arch(), accel,
                                absl::StrCat("a real boot (machine '", name(), "') failed: ", why));
-  accel_fallback_ = line;
   start_progress_(cove::v1::START_PHASE_ACCEL_FALLBACK,
                   absl::StrCat(line, "; booting again under tcg"));
-  cove::v1::Event event;
-  event.set_kind(cove::v1::EVENT_KIND_ACCEL_FALLBACK);
-  event.set_machine_name(name());
-  *event.mutable_machine() = view();
-  event.set_message(absl::StrCat(line, "; booting under tcg instead"));
-  env_.events.Publish(std::move(event));
-  if (vm_) vm_->Kill();  // OnVmExit boots again
+  Publish(cove::v1::EVENT_KIND_ACCEL_FALLBACK, absl::StrCat(line, "; booting under tcg instead"));
+  return line;
 }
 
 bool Machine::ExitConvictsAccel(const VmExit& exit) const {
-  if (!accel_on_trial_ || guest_seen_ || exit.clean || !ConsoleSilent()) return false;
+  if (!boot_ || !boot_->accel_on_trial || boot_->guest_seen || exit.clean || !ConsoleSilent()) {
+    return false;
+  }
   // qemu names the accelerator when it is at fault ("KVM internal error",
   // "kvm_buf_set_msrs: Assertion"); a reset before the first console byte is
   // a triple fault, which the same kernel under tcg does not do.
@@ -333,38 +335,33 @@ bool Machine::ExitConvictsAccel(const VmExit& exit) const {
 }
 
 void Machine::MaybeBecomeRunning() {
-  if (state() != cove::v1::MACHINE_STATE_STARTING || !agent_ || !agent_->ready()) return;
-  const std::optional<absl::Status> mounted = mounts_->Readiness();
-  if (mounted.has_value() && !mounted->ok()) return FailStart(std::string(mounted->message()));
-  if (runtime_ready_ && mounted.has_value()) BecomeRunning();
+  if (state() != cove::v1::MACHINE_STATE_STARTING || !agent_ready()) return;
+  const std::optional<absl::Status> ready = boot_->Readiness();
+  if (ready.has_value() && !ready->ok()) return FailStart(std::string(ready->message()));
+  if (ready.has_value()) BecomeRunning();
 }
 
 void Machine::OnMountChanged(const cove::v1::MountInfo& mount) {
   if (state() == cove::v1::MACHINE_STATE_STARTING) {
     return MaybeBecomeRunning();  // a failure fails the start, naming the mount
   }
-  cove::v1::Event event;
-  event.set_kind(cove::v1::EVENT_KIND_MOUNT_CHANGED);
-  event.set_machine_name(name());
-  *event.mutable_machine() = view();
-  *event.mutable_mount() = mount;
-  event.set_message(
-      absl::StrCat(mount.mount().host_path(), " at ", mount.mount().guest_path(), ": ",
-                   mount.state() == cove::v1::MOUNT_STATE_MOUNTED     ? "mounted"
-                   : mount.state() == cove::v1::MOUNT_STATE_HOST_GONE ? "host directory gone"
-                                                                      : "failed",
-                   mount.error().empty() ? "" : ": ", mount.error()));
-  env_.events.Publish(std::move(event));
+  Publish(cove::v1::EVENT_KIND_MOUNT_CHANGED,
+          absl::StrCat(mount.mount().host_path(), " at ", mount.mount().guest_path(), ": ",
+                       mount.state() == cove::v1::MOUNT_STATE_MOUNTED     ? "mounted"
+                       : mount.state() == cove::v1::MOUNT_STATE_HOST_GONE ? "host directory gone"
+                                                                          : "failed",
+                       mount.error().empty() ? "" : ": ", mount.error()),
+          [&mount](cove::v1::Event& event) { *event.mutable_mount() = mount; });
 }
 
 void Machine::BecomeRunning() {
   auto* g = record_.mutable_guest();
-  if (launch_ms_ != 0) g->set_start_to_ready_ms(SteadyNowMs() - launch_ms_);
+  if (boot_->launch_ms != 0) g->set_start_to_ready_ms(SteadyNowMs() - boot_->launch_ms);
   *record_.mutable_started_at() = TimeUtil::GetCurrentTime();
   start_deadline_.Stop();
-  SetState(
-      cove::v1::MACHINE_STATE_RUNNING,
-      absl::StrCat(RuntimeService(), " ready ", g->start_to_ready_ms(), " ms after qemu started"));
+  SetState(cove::v1::MACHINE_STATE_RUNNING,
+           absl::StrCat(RuntimeFactsOf(record_.spec().runtime()).ready_service(), " ready ",
+                        g->start_to_ready_ms(), " ms after qemu started"));
   FinishStart(absl::OkStatus());
 }
 
@@ -372,7 +369,7 @@ void Machine::FailStart(const std::string& why) {
   const bool automatic = automatic_start_;
   start_deadline_.Stop();
   SetState(cove::v1::MACHINE_STATE_ERROR, why);
-  if (vm_) vm_->Kill();  // OnVmExit cleans up
+  if (boot_) boot_->vm().Kill();  // OnVmExit cleans up
   FinishStart(absl::FailedPreconditionError(why));
   // A failed automatic restart counts against the limit and tries again.
   if (automatic) MaybeRestart(why);

@@ -20,7 +20,7 @@ void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done)
   const bool pending_restart = restart_timer_.active();
   restart_timer_.Stop();
   record_.set_restarts(0);
-  if (!vm_) {
+  if (!boot_) {
     if (state() == cove::v1::MACHINE_STATE_STARTING) {
       FinishStart(absl::CancelledError("the start was cancelled by a stop"));
       SetState(cove::v1::MACHINE_STATE_STOPPED, "start cancelled");
@@ -41,39 +41,41 @@ void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done)
   stop_timeout_s_ = timeout_s ? timeout_s : kDefaultStopTimeoutS;
   SetState(cove::v1::MACHINE_STATE_STOPPING, force ? "forced stop requested" : "stop requested");
   if (force) return EscalateStop(cove::v1::STOP_PHASE_KILL);
-  EscalateStop(agent_ && agent_->ready() ? cove::v1::STOP_PHASE_AGENT_SHUTDOWN
-                                         : cove::v1::STOP_PHASE_ACPI_POWERDOWN);
+  EscalateStop(agent_ready() ? cove::v1::STOP_PHASE_AGENT_SHUTDOWN
+                             : cove::v1::STOP_PHASE_ACPI_POWERDOWN);
 }
 
 void Machine::EscalateStop(int phase) {
-  if (!vm_) return;
+  if (!boot_) return;
+  VmInstance& vm = boot_->vm();
   stop_phase_ = phase;
   const uint64_t total_ms = uint64_t{stop_timeout_s_} * 1000;
   uint64_t budget = 0;
   switch (phase) {
     case cove::v1::STOP_PHASE_AGENT_SHUTDOWN:
       stop_progress_(phase, "asking the guest to power off");
-      if (!agent_->RequestShutdown()) return EscalateStop(cove::v1::STOP_PHASE_ACPI_POWERDOWN);
+      if (!boot_->agent().RequestShutdown())
+        return EscalateStop(cove::v1::STOP_PHASE_ACPI_POWERDOWN);
       budget = total_ms * 6 / 10;
       break;
     case cove::v1::STOP_PHASE_ACPI_POWERDOWN:
       stop_progress_(phase, "pressing the ACPI power button");
-      if (!vm_->RequestPowerdown()) return EscalateStop(cove::v1::STOP_PHASE_QUIT);
+      if (!vm.RequestPowerdown()) return EscalateStop(cove::v1::STOP_PHASE_QUIT);
       budget = total_ms * 4 / 10;
       break;
     case cove::v1::STOP_PHASE_QUIT:
       stop_progress_(phase, "the guest did not power off in time; quitting qemu");
-      if (!vm_->Quit()) return EscalateStop(cove::v1::STOP_PHASE_KILL);
+      if (!vm.Quit()) return EscalateStop(cove::v1::STOP_PHASE_KILL);
       budget = kQuitBudgetMs;
       break;
     case cove::v1::STOP_PHASE_KILL:
-      stop_progress_(phase, absl::StrCat("killing qemu (pid ", vm_->pid(), ")"));
-      vm_->Kill();
+      stop_progress_(phase, absl::StrCat("killing qemu (pid ", vm.pid(), ")"));
+      vm.Kill();
       budget = kKillBudgetMs;
       break;
     default: {
-      const std::string why = absl::StrCat("qemu (pid ", vm_->pid(),
-                                           ") did not exit even after SIGKILL; see coved.log");
+      const std::string why =
+          absl::StrCat("qemu (pid ", vm.pid(), ") did not exit even after SIGKILL; see coved.log");
       stop_requested_ = false;
       SetState(cove::v1::MACHINE_STATE_ERROR, why);
       FinishStop(absl::InternalError(why));

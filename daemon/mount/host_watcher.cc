@@ -6,8 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -140,9 +140,8 @@ void HostWatcher::SetWatched(const std::string& tag, const std::vector<std::stri
     ::close(dir);
     if (wd < 0) continue;
     Watch& w = watches_[wd];
-    auto same = std::find_if(w.dirs.begin(), w.dirs.end(), [&](const DirRole& r) {
-      return r.tag == tag && r.rel == rel;
-    });
+    auto same = std::find_if(w.dirs.begin(), w.dirs.end(),
+                             [&](const DirRole& r) { return r.tag == tag && r.rel == rel; });
     if (same != w.dirs.end()) {
       same->wanted = true;
     } else {

@@ -315,6 +315,15 @@ void MountSet::SetState(Entry& entry, cove::v1::MountState state, const std::str
   if (changed_) changed_(entry.info);
 }
 
+void MountSet::Register(AgentLink& agent) {
+  agent.Handle(
+      cove::agent::v1::GuestToHost::kMountStatus,
+      [this](const cove::agent::v1::GuestToHost& msg) { OnMountStatus(msg.mount_status()); });
+  agent.Handle(
+      cove::agent::v1::GuestToHost::kWatchedDirs,
+      [this](const cove::agent::v1::GuestToHost& msg) { OnWatchedDirs(msg.watched_dirs()); });
+}
+
 void MountSet::OnMountStatus(const cove::agent::v1::MountStatus& status) {
   Entry* e = Find(status.tag());
   if (e == nullptr) return;

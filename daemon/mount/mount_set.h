@@ -12,6 +12,10 @@
 //   OnMountStatus, OnWatchedDirs   the agent's answers and reports
 //   Release        the hypervisor is gone: virtiofsd ended, run files removed
 //
+// It outlives boots (the virtiofsd processes of a boot are started before the
+// hypervisor and ended after it) and is attached to each boot for the agent's
+// MountStatus and WatchedDirs reports and the start's readiness.
+//
 // Threading: loop thread only. Owned by the Machine.
 #pragma once
 
@@ -28,11 +32,12 @@
 #include "daemon/driver/driver.h"
 #include "daemon/loop/event_loop.h"
 #include "daemon/loop/process_watch.h"
+#include "daemon/machine/boot_component.h"
 #include "daemon/mount/host_watcher.h"
 
 namespace cove::daemon {
 
-class MountSet {
+class MountSet : public BootComponent {
  public:
   struct Env {
     EventLoop& loop;
@@ -46,7 +51,7 @@ class MountSet {
   using Changed = std::function<void(const cove::v1::MountInfo& mount)>;
 
   MountSet(Env env, Changed changed);
-  ~MountSet();
+  ~MountSet() override;
   MountSet(const MountSet&) = delete;
   MountSet& operator=(const MountSet&) = delete;
 
@@ -64,7 +69,8 @@ class MountSet {
 
   // nullopt while a mount is pending; OK once all are mounted (or there are
   // none); otherwise the first failure, naming the mount.
-  std::optional<absl::Status> Readiness() const;
+  std::optional<absl::Status> Readiness() const override;
+  void Register(AgentLink& agent) override;
   std::vector<cove::v1::MountInfo> View() const;
 
  private:

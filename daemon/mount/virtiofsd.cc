@@ -7,8 +7,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"

@@ -1,52 +1,72 @@
 #include "daemon/store/machine_store.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/names.h"
+#include "daemon/store/machine_record.h"
 #include "spdlog/spdlog.h"
 
 namespace cove::daemon {
 
 namespace fs = std::filesystem;
 
+struct MachineStore::Loaded {
+  ParsedRecord parsed;
+  std::string text;  // the file as it was read
+};
+
 std::string MachineStore::ToJson(const cove::v1::Machine& machine) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(machine, &out, options);
-  return out;
+  return RecordToJson(ToRecord(machine));
 }
 
 absl::StatusOr<cove::v1::Machine> MachineStore::FromJson(const std::string& json) {
-  cove::v1::Machine machine;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  auto st = google::protobuf::util::JsonStringToMessage(json, &machine, options);
-  if (!st.ok()) return absl::DataLossError(std::string(st.message()));
-  if (machine.name().empty()) return absl::DataLossError("no machine name in it");
-  return machine;
+  auto parsed = ParseRecordJson(json);
+  if (!parsed.ok()) return parsed.status();
+  return FromRecord(parsed->record);
+}
+
+absl::StatusOr<MachineStore::Loaded> MachineStore::LoadRecord(const std::string& name) {
+  auto text = ReadFile(json_path(name));
+  if (!text.ok()) return text.status();
+  auto parsed = ParseRecordJson(*text);
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->record.name() != name) {
+    return absl::DataLossError(absl::StrCat("it names machine \"", parsed->record.name(),
+                                            "\" but lives in \"", name, "\""));
+  }
+  return Loaded{*std::move(parsed), *std::move(text)};
 }
 
 absl::StatusOr<cove::v1::Machine> MachineStore::Load(const std::string& name) {
-  auto text = ReadFile(json_path(name));
-  if (!text.ok()) return text.status();
-  auto machine = FromJson(*text);
-  if (!machine.ok()) return machine.status();
-  if (machine->name() != name) {
-    return absl::DataLossError(
-        absl::StrCat("it names machine \"", machine->name(), "\" but lives in \"", name, "\""));
-  }
-  return machine;
+  auto loaded = LoadRecord(name);
+  if (!loaded.ok()) return loaded.status();
+  return FromRecord(loaded->parsed.record);
 }
 
 absl::Status MachineStore::Save(const cove::v1::Machine& machine) {
+  // Only LoadAll's stand-in for a file it could not read is in error without
+  // a spec (every created machine has one). That file is the user's to
+  // repair, or a newer cove's: never overwritten.
+  if (!machine.has_spec() && machine.state() == cove::v1::MACHINE_STATE_ERROR) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("machine '", machine.name(),
+                     "' has no spec: its machine.json did not load (see the machine's error), so "
+                     "it is left as it is"));
+  }
   return WriteFileAtomically(json_path(machine.name()), ToJson(machine));
+}
+
+absl::Status MachineStore::Upgrade(const std::string& name, const Loaded& loaded) {
+  // The old text stays beside the new file: what an older cove reads, should
+  // the user go back to one, and the evidence if a migration went wrong. It
+  // is not kept up to date: changes after the upgrade are only in
+  // machine.json.
+  const std::string backup = absl::StrCat(json_path(name), ".v", loaded.parsed.file_version);
+  if (auto st = WriteFileAtomically(backup, loaded.text); !st.ok()) return st;
+  return WriteFileAtomically(json_path(name), RecordToJson(loaded.parsed.record));
 }
 
 void MachineStore::RemoveTempFiles(const std::string& dir) {
@@ -76,18 +96,35 @@ std::vector<cove::v1::Machine> MachineStore::LoadAll() {
     }
     if (!ValidateName(name).ok()) continue;
     RemoveTempFiles(entry.path().string());
-    auto machine = Load(name);
-    if (machine.ok()) {
-      out.push_back(*std::move(machine));
+    auto loaded = LoadRecord(name);
+    if (loaded.ok()) {
+      if (loaded->parsed.file_version < kMachineRecordVersion) {
+        if (auto st = Upgrade(name, *loaded); st.ok()) {
+          spdlog::info("{}: machine.json rewritten from format {} to {} (the old file is {}.v{})",
+                       name, loaded->parsed.file_version, kMachineRecordVersion, json_path(name),
+                       loaded->parsed.file_version);
+        } else {
+          // It still loads as it is; the next save writes the new format.
+          spdlog::warn("{}: cannot rewrite machine.json in format {}: {}", name,
+                       kMachineRecordVersion, std::string(st.message()));
+        }
+      }
+      out.push_back(FromRecord(loaded->parsed.record));
       continue;
     }
     cove::v1::Machine broken;
     broken.set_name(name);
     broken.set_state(cove::v1::MACHINE_STATE_ERROR);
     broken.set_dir(dir(name));
-    broken.set_error(absl::StrCat(json_path(name), " is unreadable (", machine.status().message(),
-                                  "); repair it by hand or remove the machine with `cove delete ",
-                                  name, "`"));
+    if (absl::IsFailedPrecondition(loaded.status())) {
+      broken.set_error(absl::StrCat(json_path(name),
+                                    " cannot be read by this coved: ", loaded.status().message(),
+                                    " to use machine '", name, "'; the file is left as it is"));
+    } else {
+      broken.set_error(absl::StrCat(json_path(name), " is unreadable (", loaded.status().message(),
+                                    "); repair it by hand or remove the machine with `cove delete ",
+                                    name, "`"));
+    }
     spdlog::error("{}", broken.error());
     out.push_back(std::move(broken));
   }

@@ -120,6 +120,7 @@ class Harness {
  public:
   Harness() : spec_(PortSpec()), guest_(loop_) {
     link_ = std::make_unique<AgentLink>(loop_, "fuzz", g_socket->path(), MachineCallbacks());
+    RegisterHandlers(*link_);
     pb::ReverseSocket docker;
     docker.set_name("docker");
     docker.set_guest_path("/run/docker.sock");
@@ -340,40 +341,46 @@ class Harness {
               Check(link_->ready());
               ++hellos_;
             },
-        .on_heartbeat =
-            [this](const pb::Heartbeat& hb) {
-              Trace("heartbeat {}", hb.seq());
-              Check(link_->ready());
-            },
         .on_lost =
             [this](const std::string& why) {
               Trace("lost: {}", why);
               ++losts_;
             },
-        .on_shutdown_ack = []() { Trace("shutdown ack"); },
-        .on_exec_exited =
-            [this](const pb::ExecExited& exited) {
-              Trace("exec {} exited {}", exited.stream_id(), exited.exit_code());
-              Check(link_->ready());
-            },
-        .on_service_status =
-            [this](const pb::ServiceStatus& status) {
-              Trace("service {} state {}", status.name(), static_cast<int>(status.state()));
-              Check(link_->ready());
-            },
-        .on_listeners = [this](const pb::Listeners& set) { OnListeners(set); },
-        .on_guest_open = [this](uint32_t id,
-                                const pb::StreamOpen& what) -> std::optional<StreamCallbacks> {
-          Trace("guest opens stream {}: {} bytes", id, what.ByteSizeLong());
-          Check(id % 2 == 0 && link_->ready());
-          const bool stderr_of_exec =
-              what.has_exec_stderr_of() && streams_.count(what.exec_stderr_of()) != 0;
-          const bool reverse = what.has_reverse() && what.reverse() == "docker";
-          if (!stderr_of_exec && !reverse) return std::nullopt;
-          streams_[id] = reverse;
-          return Callbacks(std::make_shared<uint32_t>(id), reverse);
-        },
     };
+  }
+
+  // The guest's messages and streams, as the machine's components register
+  // for them.
+  void RegisterHandlers(AgentLink& link) {
+    link.Handle(pb::GuestToHost::kHeartbeat, [this](const pb::GuestToHost& msg) {
+      Trace("heartbeat {}", msg.heartbeat().seq());
+      Check(link_->ready());
+    });
+    link.Handle(pb::GuestToHost::kShutdownAck,
+                [](const pb::GuestToHost&) { Trace("shutdown ack"); });
+    link.Handle(pb::GuestToHost::kExecExited, [this](const pb::GuestToHost& msg) {
+      Trace("exec {} exited {}", msg.exec_exited().stream_id(), msg.exec_exited().exit_code());
+      Check(link_->ready());
+    });
+    link.Handle(pb::GuestToHost::kServiceStatus, [this](const pb::GuestToHost& msg) {
+      Trace("service {} state {}", msg.service_status().name(),
+            static_cast<int>(msg.service_status().state()));
+      Check(link_->ready());
+    });
+    link.Handle(pb::GuestToHost::kListeners,
+                [this](const pb::GuestToHost& msg) { OnListeners(msg.listeners()); });
+    auto open = [this](uint32_t id, const pb::StreamOpen& what) -> std::optional<StreamCallbacks> {
+      Trace("guest opens stream {}: {} bytes", id, what.ByteSizeLong());
+      Check(id % 2 == 0 && link_->ready());
+      const bool stderr_of_exec =
+          what.has_exec_stderr_of() && streams_.count(what.exec_stderr_of()) != 0;
+      const bool reverse = what.has_reverse() && what.reverse() == "docker";
+      if (!stderr_of_exec && !reverse) return std::nullopt;
+      streams_[id] = reverse;
+      return Callbacks(std::make_shared<uint32_t>(id), reverse);
+    };
+    link.HandleOpen(pb::StreamOpen::kExecStderrOf, open);
+    link.HandleOpen(pb::StreamOpen::kReverse, open);
   }
 
   // What PortForwarder::Reconcile asks for, checked.

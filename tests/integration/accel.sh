@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Accelerator truth: a hardware accelerator that passes the probe but cannot
 # run a real guest. This host's /dev/kvm is such a one (a PVM hypervisor: the
 # test guest runs, slowly; a Debian kernel hangs early in its boot). Where the
@@ -10,6 +11,7 @@
 #   - an explicit --accel kvm fails within 30 s and names the cause, and
 #     `cove set --accel auto` is the way out;
 #   - `cove version --probe` forgets the boot's verdict and probes again.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 [ -c /dev/kvm ] || { log "SKIP: no /dev/kvm here, so no hardware accelerator to fail"; exit 77; }

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Runs an integration test as an ordinary user: cove is a per-user tool, and
 # root hides permission and ownership bugs. Used by tests that must not run
 # as root (mounts, oom): `bash as-user.sh TEST.sh`. As root it makes the user

@@ -1,5 +1,7 @@
+#!/usr/bin/env bash
 # Bad input gets a clear error and changes nothing; a corrupt machine.json
 # is reported while every other machine keeps working.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 

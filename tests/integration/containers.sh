@@ -1,7 +1,9 @@
+#!/usr/bin/env bash
 # A machine as a container host (containerd runtime): its containerd socket
 # forwarded to the host and used by the host's ctr, exec with status, stdin
 # and stderr, 100 concurrent connections, the agent killed and back without a
 # restart, logs, copy, and a reverse socket.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 CTR=${COVE_CTR:-$COVE_BIN/../test-tools/ctr}
 [ -x "$CTR" ] || "$COVE_SOURCE/tests/tools/fetch-ctr" "$CTR"

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # coved as a login service and what it finds at startup:
 #  - socket activation (sd_listen_fds) through systemd-socket-activate, and a
 #    clear refusal of a socket that is not coved.sock;
@@ -7,6 +8,7 @@
 #    boot, and a machine the user stopped stays stopped when coved restarts;
 #  - startup repair: a corrupt machine.json, leftovers of an interrupted
 #    create, delete and write, stale sockets and pid files.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v systemd-socket-activate >/dev/null || fail "systemd-socket-activate is missing (Debian: systemd)"
 

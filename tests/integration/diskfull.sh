@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # COVE_HOME out of space (a small tmpfs, filled up): create, start, image
 # import and image build fail with an error that says so, and leave nothing
 # half-made; once space is free again the same commands work.
@@ -8,6 +9,7 @@ if [ -z "${COVE_DISKFULL_NS:-}" ]; then
   [ "$(id -u)" = 0 ] || { echo "diskfull: needs root to mount a tmpfs (CI runs as root)" >&2; exit 77; }
   COVE_DISKFULL_NS=1 exec unshare --mount --propagation private bash "$0" "$@"
 fi
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 # Big enough for a 1 GiB disk limit (checked against the filesystem's size).
 mount -t tmpfs -o size=1100m,mode=0700 cove-full "$COVE_HOME"
@@ -19,8 +21,7 @@ unmount() {
   pids=$(our_qemus)
   [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
   # qemu holds files in the tmpfs until it is gone.
-  local i
-  for i in $(seq 50); do [ -z "$(our_qemus)" ] && break; sleep 0.1; done
+  for _ in $(seq 50); do [ -z "$(our_qemus)" ] && break; sleep 0.1; done
   umount "$COVE_HOME" && rm -rf "$COVE_HOME"
   exit $rc
 }

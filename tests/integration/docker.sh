@@ -1,6 +1,8 @@
+#!/usr/bin/env bash
 # --runtime docker: dockerd in the guest, its socket on the host, the host's
 # docker CLI against it (run, ps, logs, exec), a published port (-p) on the
 # host, the cove-NAME docker context.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v docker >/dev/null || { log "no docker CLI on this host; skipping"; exit 77; }
 export DOCKER_CONFIG="$COVE_HOME/docker-config"

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Faults a running machine must survive (docs/reliability.md):
 #  - kill -9 coved while a forwarded connection streams: the host client is
 #    not left hanging, the restarted coved re-adopts the machine, and new
@@ -7,6 +8,7 @@
 #  - the on-failure restart policy brings a killed machine back, up to its
 #    limit;
 #  - a guest kernel panic ends in error, named, with the console's lines.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 cove create dev "${MACHINE_FLAGS[@]}" --restart on-failure:1

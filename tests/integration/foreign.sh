@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Foreign architectures:
 #   - an aarch64 machine boots on this x86_64 host (tcg), runs the
 #     cross-built cove-agent, and its containerd runs an arm64 container;
@@ -8,6 +9,7 @@
 #   - an image whose arch does not match the machine's is refused;
 #   - `cove image import URL` from a local HTTP server checks the digest: a
 #     wrong one and a cut download are refused and leave nothing.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 : "${COVE_TEST_IMAGE_AARCH64:?COVE_TEST_IMAGE_AARCH64 must point at an aarch64 image (tests/run.sh builds one)}"
 [ -x "$COVE_BIN/cove-agent-aarch64" ] || fail "no $COVE_BIN/cove-agent-aarch64 (the build makes it with g++-aarch64-linux-gnu)"
@@ -41,7 +43,8 @@ cove create d1 "${MACHINE_FLAGS[@]}" --runtime docker >/dev/null
 cove start d1 2>/dev/null || fail "start d1"
 machine_field d1 '.binfmt_handlers[]' | grep -q "^qemu-aarch64 (aarch64" ||
   fail "no aarch64 binfmt handler: $(machine_field d1 .binfmt_handlers)"
-export DOCKER_HOST=unix://$(machine_field d1 .sockets.docker)
+DOCKER_HOST=unix://$(machine_field d1 .sockets.docker)
+export DOCKER_HOST
 docker load -i "$arm_tar" >/dev/null || fail "docker load of the arm64 image"
 arm_run() { docker run --rm --platform linux/arm64 cove.test/busybox-arm64:latest "$@"; }
 out=$(arm_run uname -m) || fail "docker run --platform linux/arm64: $out"
@@ -99,7 +102,6 @@ jq -n --arg k "$(sum "$img/vmlinuz")" --arg i "$(sum "$img/initrd.img")" --arg r
   sha256: {"vmlinuz": $k, "initrd.img": $i, "rootfs.img": $r}, rootfs_size_bytes: 4096}' >"$img/image.json"
 tar -C "$COVE_HOME/served" -czf "$COVE_HOME/served/tiny.tar.gz" tiny
 digest=$(sum "$COVE_HOME/served/tiny.tar.gz")
-size=$(stat -c %s "$COVE_HOME/served/tiny.tar.gz")
 port=$((20000 + RANDOM % 20000))
 # A server that also serves a cut download: /cut.tar.gz promises the whole
 # file and closes after half of it.

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # The default machine of an Apple Silicon user under QEMU, tried on this
 # host: an aarch64 machine with the default home mount, as an ordinary user,
 # where no virtiofsd runs as the user (Debian 12, and QEMU on macOS), so the
@@ -7,6 +8,7 @@
 # guest watchers over 9p. (as-user.sh re-runs it as cove-test when started
 # as root.)
 if [ "$(id -u)" = 0 ]; then exec bash "$(dirname "$0")/as-user.sh" "$0"; fi
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 : "${COVE_TEST_IMAGE_AARCH64:?COVE_TEST_IMAGE_AARCH64 must point at an aarch64 image (tests/run.sh builds one)}"
 [ -x "$COVE_BIN/cove-agent-aarch64" ] || fail "no $COVE_BIN/cove-agent-aarch64"

@@ -1,7 +1,9 @@
+#!/usr/bin/env bash
 # Images: import into the cache, list, use by name, refuse to delete while a
 # machine uses it, delete. Bad build requests are refused before any work.
 # (The build itself runs through coved in tests/run.sh whenever the recipe
 # changes: that is how the test image is made.)
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 

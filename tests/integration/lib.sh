@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables for the scripts that source this
 # Shared by the integration tests: a real coved on a temporary cove home,
 # real VMs under TCG, the real cove CLI. Source it; it sets -euo pipefail.
 #
@@ -60,7 +62,7 @@ stop_coved() {
     # coved gives RPCs 3 s to finish; a coved still there after 10 s is a bug
     # to see, and must not outlive the test.
     local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
       [ -d "/proc/$COVED_PID" ] && ! grep -q '^State:.*Z' "/proc/$COVED_PID/status" 2>/dev/null || break
       sleep 0.1
     done

@@ -1,6 +1,8 @@
+#!/usr/bin/env bash
 # The walking skeleton: cove start creates and boots "default"; list shows it
 # running; stop leaves no qemu; delete leaves no directory; events stream
 # every step as JSON lines.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 

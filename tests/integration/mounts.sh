@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Host directory mounts, as an ordinary user (as-user.sh re-runs this as
 # cove-test when started as root): the home at the same path, writable, over
 # virtiofs (a virtiofsd that runs as the user: COVE_TEST_VIRTIOFSD, from
@@ -8,6 +9,7 @@
 # mounted; re-adoption after kill -9 of coved; nothing left after stop; bad
 # input refused with nothing created; `docker run -v` from the host CLI.
 if [ "$(id -u)" = 0 ]; then exec bash "$(dirname "$0")/as-user.sh" "$0"; fi
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 [ -n "${COVE_TEST_VIRTIOFSD:-}" ] || fail "COVE_TEST_VIRTIOFSD is not set (tests/run.sh fetches one)"
@@ -46,6 +48,7 @@ cove create plain "${MOUNT_MACHINE[@]}" >/dev/null
 [ "$(machine_field plain '.mounts[0].read_only')" = false ] || fail "default mount is read-only"
 cove set plain --mount none >/dev/null
 [ "$(machine_field plain '.mounts | length')" = 0 ] || fail "--mount none: $(machine_field plain .mounts)"
+# shellcheck disable=SC2088  # the literal ~: cove resolves it, as a user would type it quoted
 cove set plain --mount "~/p9:/srv/p9:ro" >/dev/null
 [ "$(machine_field plain '.mounts[0].guest_path')" = /srv/p9 ] || fail "set --mount: $(machine_field plain .mounts)"
 cove delete plain >/dev/null
@@ -178,7 +181,7 @@ cove exec m1 -- true || fail "the guest hangs after its mount's directory went"
 log "stop leaves no virtiofsd, socket or run file"
 cove stop m1 >/dev/null
 wait_for 10 "virtiofsd to go" eval '[ -z "$(pgrep -u "$me" -f "virtiofsd.*--shared-dir")" ]'
-left=$(ls "$COVE_HOME/machines/m1" | grep -E '\.sock$|mounts.json' || true)
+left=$(find "$COVE_HOME/machines/m1" -maxdepth 1 \( -name '*.sock' -o -name mounts.json \) -printf '%f\n')
 [ -z "$left" ] || fail "left behind: $left"
 expect_fail "the host directory $HOME/gone is gone" cove start m1
 [ "$(machine_field m1 .state)" = error ] || fail "m1 after a start with a missing mount: $(machine_field m1 .state)"

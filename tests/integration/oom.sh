@@ -1,9 +1,11 @@
+#!/usr/bin/env bash
 # OOM kills: a container over its -m limit and a machine out of memory each
 # become an oom-kill event that names the process, the limit and the fix; the
 # control path survives (the agent answers, the machine stays running);
 # Machine.oom_kills has them, once each, also after coved restarts. As an
 # ordinary user (as-user.sh re-runs it as cove-test when started as root).
 if [ "$(id -u)" = 0 ]; then exec bash "$(dirname "$0")/as-user.sh" "$0"; fi
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v docker >/dev/null || { log "no docker CLI on this host; skipping"; exit 77; }
 export DOCKER_CONFIG="$COVE_HOME/docker-config"
@@ -19,7 +21,8 @@ events_pid=$!
 cove events "$name" >"$COVE_HOME/events.txt" 2>&1 &
 readable_pid=$!
 cove start "$name" >/dev/null
-export DOCKER_HOST="unix://$(machine_field "$name" .sockets.docker)"
+DOCKER_HOST="unix://$(machine_field "$name" .sockets.docker)"
+export DOCKER_HOST
 docker load -i "$(test_image_tar)" >/dev/null
 
 log "memory the guest frees goes back to the host (balloon free page reporting)"

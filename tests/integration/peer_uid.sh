@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Another uid is refused on coved.sock with PERMISSION_DENIED, even when the
 # file modes would let it connect.
 if [ "$(id -u)" != 0 ]; then
@@ -5,6 +6,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "SKIP: peer_uid needs root to connect as another uid"
   exit 77
 fi
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 [ "$(stat -c %a "$COVE_HOME")" = 700 ] || fail "home is not 0700"

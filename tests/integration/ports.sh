@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Automatic port forwarding against a real VM: a guest listener appears on
 # host loopback and goes away with it; static forwards; rules (ignore, host
 # port mapping, set on a running machine); a host port taken by another
@@ -5,6 +6,7 @@
 # itself; UDP; a forward survives an agent restart; bad input changes
 # nothing; a second machine wanting a held port is told which machine holds
 # it and gets it once that one stops; stop closes everything.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 
@@ -102,6 +104,7 @@ wait_for 5 "guest 18087 on the host" expect_state 18087 listening
 log "the guest listener going away closes the forward, and its lane"
 # Every lane made before counting: 18085 and 18092 (from 18082) are on :: too.
 for p in 18085 18092; do wait_for 5 "$p to take the network route" eval "[ \"\$(route_of $p)\" = network ]"; done
+# shellcheck disable=SC2034  # read in the eval below
 lanes_before=$(lanes | wc -l)
 kill_guest_httpd 18080
 wait_for 5 "the 18080 forward to close" expect_state 18080 none

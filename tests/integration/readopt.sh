@@ -1,5 +1,7 @@
+#!/usr/bin/env bash
 # coved can die (kill -9) without taking machines with it: qemu runs in its
 # own session, and a new coved re-adopts the running machine.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 cove create dev "${MACHINE_FLAGS[@]}"

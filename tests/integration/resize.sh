@@ -1,8 +1,10 @@
+#!/usr/bin/env bash
 # Resize: `cove set --cpus --memory --disk` on a stopped machine, seen by the
 # guest at the next start (nproc, /proc/meminfo, the root file system grown
 # with its files intact); a shrink and a change of a running machine are
 # refused and change nothing; `cove start NAME --memory` on a stopped machine
 # applies, then starts; inspect and the events show the new sizes.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 start_coved
 cove events r1 --json >"$COVE_HOME/events.jsonl" &

@@ -1,5 +1,7 @@
+#!/usr/bin/env bash
 # cove shell in tmux: a login shell on a guest pty that runs commands, sees
 # the window size and its changes, and gets ^C.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v tmux >/dev/null || { log "tmux missing; skipping"; exit 77; }
 start_coved

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Concurrency under load (docs/reliability.md): 50 clients mix List, Get,
 # Watch, Start and Stop on three machines for COVE_STRESS_SECONDS (default
 # 60). Operations on one machine are serialized and machines do not wait on
@@ -8,6 +9,7 @@
 # COVE_STRESS_CLIENTS changes the number of clients. COVE_STRESS_KEEP=DIR
 # keeps coved.log, the summary and the consoles there (lib.sh deletes the
 # home on exit), for a failure that does not come back on demand.
+# shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 node_dir="$(cd "$(dirname "$0")/node" && pwd)"
 [ -d "$node_dir/node_modules/@grpc/grpc-js" ] || fail "run 'npm ci' in $node_dir first (tests/run.sh does)"

@@ -1,7 +1,6 @@
 #include "daemon/driver/qemu/accel_probe.h"
 
 #include <fcntl.h>
-#include <google/protobuf/util/time_util.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -12,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -163,60 +161,6 @@ std::string ProbeKernelImage() {
   return std::string(reinterpret_cast<const char*>(kImage), sizeof(kImage));
 }
 
-cove::v1::AccelVerdict ToProto(const AccelVerdict& verdict) {
-  cove::v1::AccelVerdict out;
-  out.set_accel(verdict.accel);
-  out.set_usable(verdict.usable);
-  out.set_reason(verdict.reason);
-  out.set_checked_by(verdict.checked_by);
-  out.set_cpu(verdict.cpu);
-  *out.mutable_checked_at() =
-      google::protobuf::util::TimeUtil::TimeTToTimestamp(verdict.checked_at_unix);
-  return out;
-}
-
-const AccelVerdict* AccelReport::Find(cove::v1::Accel accel) const {
-  for (const auto& v : verdicts) {
-    if (v.accel == accel) return &v;
-  }
-  return nullptr;
-}
-
-void AccelReport::RecordBootFailure(cove::v1::Accel accel, const std::string& reason) {
-  for (auto& v : verdicts) {
-    if (v.accel != accel) continue;
-    v.usable = false;
-    v.reason = reason;
-    v.checked_by = "boot";
-    v.checked_at_unix = ::time(nullptr);
-  }
-  ChooseAuto();
-}
-
-void AccelReport::ChooseAuto() {
-  auto_accel = cove::v1::ACCEL_TCG;
-  for (const auto& v : verdicts) {
-    if (v.usable) {
-      auto_accel = v.accel;
-      break;
-    }
-  }
-}
-
-absl::Status SaveAccelReport(const AccelReport& report, const std::string& cache_file) {
-  nlohmann::json j = {
-      {"key", report.key}, {"auto", report.auto_accel}, {"verdicts", nlohmann::json::array()}};
-  for (const auto& v : report.verdicts) {
-    j["verdicts"].push_back({{"accel", v.accel},
-                             {"usable", v.usable},
-                             {"reason", v.reason},
-                             {"cpu", v.cpu},
-                             {"checked_by", v.checked_by},
-                             {"checked_at", v.checked_at_unix}});
-  }
-  return WriteFileAtomically(cache_file, j.dump(2) + "\n");
-}
-
 absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
                                               const std::string& arch,
                                               const std::string& cache_file,
@@ -228,34 +172,22 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
         qemu_binary, " is not installed; install it (Debian: apt-get install qemu-system-",
         arch == "aarch64" ? "arm" : "x86", ")"));
   }
-  report.qemu_path = *qemu;
+  report.hypervisor_path = *qemu;
   auto version = RunCommand({*qemu, "--version"}, std::chrono::seconds(10));
   if (version.ok()) {
     const std::string first = version->output.substr(0, version->output.find('\n'));
-    report.qemu_version = std::string(absl::StripAsciiWhitespace(first));
+    report.hypervisor_version = std::string(absl::StripAsciiWhitespace(first));
   }
   struct stat st {};
-  ::stat(report.qemu_path.c_str(), &st);
-  report.key = absl::StrCat(report.qemu_path, "|", report.qemu_version, "|", st.st_mtime, "|",
-                            HostKernel(), "|", arch);
+  ::stat(report.hypervisor_path.c_str(), &st);
+  report.key = absl::StrCat(report.hypervisor_path, "|", report.hypervisor_version, "|",
+                            st.st_mtime, "|", HostKernel(), "|", arch);
 
   if (!cache_file.empty() && !reprobe) {
-    if (auto cached = ReadFile(cache_file); cached.ok()) {
-      auto j = nlohmann::json::parse(*cached, nullptr, false);
-      if (j.is_object() && j.value("key", "") == report.key && j.contains("verdicts")) {
-        for (const auto& e : j["verdicts"]) {
-          AccelVerdict v;
-          v.accel = static_cast<cove::v1::Accel>(e.value("accel", 0));
-          v.usable = e.value("usable", false);
-          v.reason = e.value("reason", "");
-          v.cpu = e.value("cpu", v.accel == cove::v1::ACCEL_TCG ? "" : "host");
-          v.checked_by = e.value("checked_by", "probe");
-          v.checked_at_unix = e.value("checked_at", int64_t{0});
-          report.verdicts.push_back(std::move(v));
-        }
-        report.auto_accel = static_cast<cove::v1::Accel>(j.value("auto", 4));
-        return report;
-      }
+    if (auto cached = LoadAccelReport(cache_file, report.key)) {
+      cached->hypervisor_path = report.hypervisor_path;
+      cached->hypervisor_version = report.hypervisor_version;
+      return *cached;
     }
   }
 
@@ -273,7 +205,7 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
   // acceleration only when host and guest match, which is checked by the
   // machine layer.
   std::vector<ProbeRun> runs;
-  for (cove::v1::Accel a : candidates) runs.push_back(ProbeOne(report.qemu_path, a, kernel));
+  for (cove::v1::Accel a : candidates) runs.push_back(ProbeOne(report.hypervisor_path, a, kernel));
   const ProbeRun& tcg = runs.back();
   auto slow = [&](const ProbeRun& run, const ProbeRun& against) {
     return run.verdict.usable && run.verdict.accel != cove::v1::ACCEL_TCG &&
@@ -286,8 +218,8 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
     // twice convicts.
     bool convicted = false;
     if (slow(run, tcg)) {
-      const ProbeRun again = ProbeOne(report.qemu_path, v.accel, kernel);
-      const ProbeRun tcg_again = ProbeOne(report.qemu_path, cove::v1::ACCEL_TCG, kernel);
+      const ProbeRun again = ProbeOne(report.hypervisor_path, v.accel, kernel);
+      const ProbeRun tcg_again = ProbeOne(report.hypervisor_path, cove::v1::ACCEL_TCG, kernel);
       convicted = slow(again, tcg_again);
     }
     if (convicted) {

@@ -8,7 +8,8 @@
 //
 // The probe is a first opinion. A real boot may overrule it: a machine whose
 // guest shows no sign of life under an accelerator records that accelerator
-// as unusable here (AccelResolver::RecordBootFailure), with why.
+// as unusable here (AccelResolver::RecordBootFailure), with why. The verdict
+// types and their cache are driver-neutral (daemon/driver/accel.h).
 //
 // Verdicts are cached per user (they are facts about the host and qemu, not
 // about one cove home), keyed by the qemu binary, its version and the host
@@ -22,38 +23,9 @@
 #include "absl/status/statusor.h"
 #include "common/api_names.h"
 #include "cove/v1/machines.pb.h"
+#include "daemon/driver/accel.h"
 
 namespace cove::daemon::qemu {
-
-struct AccelVerdict {
-  cove::v1::Accel accel = cove::v1::ACCEL_UNSPECIFIED;
-  bool usable = false;
-  std::string reason;  // why not, when not usable
-  // The -cpu model the verdict holds for ("host", or "host,-arch-capabilities"
-  // where qemu cannot set that MSR); empty for tcg.
-  std::string cpu;
-  // What decided it: "probe" or "boot" (a real machine's start).
-  std::string checked_by = "probe";
-  int64_t checked_at_unix = 0;
-};
-
-struct AccelReport {
-  std::string qemu_path;
-  std::string qemu_version;
-  // Identifies the qemu build and host kernel the verdicts hold for.
-  std::string key;
-  std::vector<AccelVerdict> verdicts;  // hardware accelerators, then tcg
-  // What ACCEL_AUTO means on this host: the first usable verdict.
-  cove::v1::Accel auto_accel = cove::v1::ACCEL_TCG;
-
-  const AccelVerdict* Find(cove::v1::Accel accel) const;
-  // Marks `accel` unusable because of a real boot; recomputes auto_accel.
-  void RecordBootFailure(cove::v1::Accel accel, const std::string& reason);
-  // auto_accel from the verdicts: the first usable one, else tcg.
-  void ChooseAuto();
-};
-
-cove::v1::AccelVerdict ToProto(const AccelVerdict& verdict);
 
 // The probe program (a multiboot image), for tests.
 std::string ProbeKernelImage();
@@ -66,8 +38,5 @@ absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& qemu_binary,
                                               const std::string& arch,
                                               const std::string& cache_file,
                                               const std::string& scratch_dir, bool reprobe = false);
-
-// Writes `report` to `cache_file` atomically.
-absl::Status SaveAccelReport(const AccelReport& report, const std::string& cache_file);
 
 }  // namespace cove::daemon::qemu

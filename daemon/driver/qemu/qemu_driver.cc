@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/subprocess.h"
+#include "daemon/driver/qemu/accel_probe.h"
 #include "daemon/driver/qemu/qemu_argv.h"
 #include "daemon/driver/qemu/qemu_instance.h"
 #include "spdlog/spdlog.h"
@@ -60,7 +62,12 @@ absl::StatusOr<std::unique_ptr<VmInstance>> QemuDriver::Launch(const LaunchSpec&
         QemuBinaryName(spec.arch), " is not installed (Debian: apt-get install qemu-system-",
         spec.arch == "aarch64" ? "arm" : "x86", ")"));
   }
-  std::vector<std::string> argv = BuildQemuArgv(*qemu, spec);
+  LaunchSpec with_env = spec;
+  // Benchmarks only (bench/ports.sh): QEMU's own forwards as the peer.
+  if (const char* fwds = std::getenv("COVE_BENCH_HOSTFWD"); fwds != nullptr && *fwds != '\0') {
+    with_env.user_net_hostfwds = absl::StrSplit(fwds, ' ', absl::SkipEmpty());
+  }
+  std::vector<std::string> argv = BuildQemuArgv(*qemu, with_env);
   spdlog::info("{}: launching {}", spec.name, absl::StrJoin(argv, " "));
 
   posix_spawn_file_actions_t actions;
@@ -114,6 +121,13 @@ absl::StatusOr<std::unique_ptr<VmInstance>> QemuDriver::Adopt(const LaunchSpec& 
       std::make_unique<QemuInstance>(loop_, spec, pid, /*is_child=*/false, std::move(callbacks));
   if (auto st = instance->Begin(); !st.ok()) return st;
   return instance;
+}
+
+absl::StatusOr<AccelReport> QemuDriver::ProbeAccelerators(const std::string& arch,
+                                                          const std::string& cache_file,
+                                                          const std::string& scratch_dir,
+                                                          bool reprobe) const {
+  return qemu::ProbeAccelerators(QemuBinaryName(arch), arch, cache_file, scratch_dir, reprobe);
 }
 
 }  // namespace cove::daemon::qemu

@@ -31,6 +31,10 @@ class QemuDriver : public Driver {
                                                      VmCallbacks callbacks) override;
   absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec& spec, int pid,
                                                     VmCallbacks callbacks) override;
+  absl::StatusOr<AccelReport> ProbeAccelerators(const std::string& arch,
+                                                const std::string& cache_file,
+                                                const std::string& scratch_dir,
+                                                bool reprobe) const override;
 
  private:
   EventLoop& loop_;

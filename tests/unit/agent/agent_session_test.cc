@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <functional>
@@ -275,6 +276,33 @@ TEST_CASE("a HostHello naming a new session makes the agent start over and repor
   Handshake(host, agent, 2);
   INFO(host.last_error());
   CHECK(host.ReadUntil(GuestToHost::kListeners, kTimeoutMs));
+}
+
+TEST_CASE("a Refresh is answered with a heartbeat and the listeners, then Refreshed",
+          "[agent][session]") {
+  HostPeer host;
+  AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
+  Handshake(host, agent, 1);
+  INFO(host.last_error());
+  REQUIRE(host.ReadUntil(GuestToHost::kListeners, kTimeoutMs));  // the session's start
+  v1::HostToGuest refresh;
+  refresh.mutable_refresh()->set_id(77);
+  host.Send(refresh);
+  // Listeners may also come when this machine's sockets change; the refresh's
+  // come after its heartbeat.
+  std::vector<GuestToHost::MsgCase> seen;
+  while (true) {
+    auto message = host.ReadControl(kTimeoutMs);
+    REQUIRE(message);
+    if (message->has_refreshed()) {
+      CHECK(message->refreshed().id() == 77u);
+      break;
+    }
+    seen.push_back(message->msg_case());
+  }
+  auto beat = std::find(seen.begin(), seen.end(), GuestToHost::kHeartbeat);
+  REQUIRE(beat != seen.end());
+  CHECK(std::find(beat, seen.end(), GuestToHost::kListeners) != seen.end());
 }
 
 TEST_CASE("agent exits 0 on SIGTERM and SIGINT", "[agent][session]") {

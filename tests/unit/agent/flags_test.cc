@@ -1,4 +1,4 @@
-#include "guest/agent/flags.h"
+#include "guest/agent/core/flags.h"
 
 #include <catch2/catch.hpp>
 #include <string>

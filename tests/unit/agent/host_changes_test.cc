@@ -2,7 +2,7 @@
 // (standing in for a cove mount) must see what guest watchers would see, and
 // nothing for a change that is refused or an echo. Echo suppression is
 // tested as the pure time-window logic, and with real fanotify as root.
-#include "guest/agent/host_changes.h"
+#include "guest/agent/mounts/host_changes.h"
 
 #include <poll.h>
 #include <sys/inotify.h>
@@ -130,8 +130,7 @@ TEST_CASE("a written file gets IN_ATTRIB, IN_OPEN and IN_CLOSE_WRITE and keeps i
   close(in);
 }
 
-TEST_CASE("the mount's root itself can be replayed (bursts summarized there)",
-          "[agent][replay]") {
+TEST_CASE("the mount's root itself can be replayed (bursts summarized there)", "[agent][replay]") {
   TempMount t;
   const int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   const int wd = inotify_add_watch(in, t.mount.path.c_str(), kWatched);

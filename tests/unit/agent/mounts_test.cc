@@ -1,7 +1,7 @@
 // Mounting host directories in the guest: the pure parts on fixed text, and
 // EnsureMounted's refusals on this machine (a real virtiofs or 9p device
 // needs a guest; see the session test for the error a missing tag gives).
-#include "guest/agent/mounts.h"
+#include "guest/agent/mounts/mounts.h"
 
 #include <sys/stat.h>
 #include <sys/sysmacros.h>

@@ -1,4 +1,4 @@
-#include "guest/agent/oom_counters.h"
+#include "guest/agent/reports/oom_counters.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,7 +29,7 @@ TEST_CASE("kills the log lost are told once, by the container's cgroup", "[agent
   MissedKills missed;
   missed.Check({{"/docker", 0}, {kCtr, 0}});
   CHECK(missed.Check({{"/docker", 3}, {kCtr, 3}}).empty());  // maybe the lines are on their way
-  missed.Told(kCtr);  // one of three came
+  missed.Told(kCtr);                                         // one of three came
   auto got = missed.Check({{"/docker", 3}, {kCtr, 3}});
   CHECK(got == std::map<std::string, uint64_t>{{kCtr, 2}});  // not /docker as well
   CHECK(missed.Check({{"/docker", 3}, {kCtr, 3}}).empty());

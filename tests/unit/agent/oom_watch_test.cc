@@ -1,18 +1,17 @@
-#include "guest/agent/oom_watch.h"
-
-#include <catch2/catch.hpp>
+#include "guest/agent/reports/oom_watch.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
 
-#include "guest/agent/containers.h"
-#include "guest/agent/sysinfo.h"
+#include "guest/agent/core/sysinfo.h"
+#include "guest/agent/runtime/containers.h"
 
 namespace cove::agent {
 namespace {
@@ -20,7 +19,8 @@ namespace {
 // What a 6.1 kernel logs for `docker run -m 64m` filling a tmpfs (trimmed:
 // the call trace and Mem-Info lines in between are fed too, and ignored).
 const char* kCgroupKill[] = {
-    "4,900,81234567,-;dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n",
+    "4,900,81234567,-;dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, "
+    "oom_score_adj=0\n",
     "4,901,81234600,-;CPU: 1 PID: 812 Comm: dd Not tainted 6.1.0-28-cloud-amd64 #1\n",
     "6,902,81234700,-;memory: usage 65536kB, limit 65536kB, failcnt 52\n",
     "6,903,81234701,-;swap: usage 0kB, limit 0kB, failcnt 0\n",
@@ -224,8 +224,9 @@ TEST_CASE("a silent dockerd holds a name lookup for its timeout, then only after
 
 TEST_CASE("an id dockerd answers for without a name is left alone for kRetryAfterMs",
           "[agent][oom]") {
-  FakeDockerd dockerd("HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n"
-                      R"({"message":"No such container"})");
+  FakeDockerd dockerd(
+      "HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n"
+      R"({"message":"No such container"})");
   int64_t now = 1000000;
   ContainerNames names(dockerd.path(), [&now] { return now; });
   const std::string cgroup = "/docker/" + std::string(64, 'e');
@@ -233,8 +234,8 @@ TEST_CASE("an id dockerd answers for without a name is left alone for kRetryAfte
   now += ContainerNames::kRetryAfterMs - 1;
   CHECK(names.Resolve(cgroup)->name.empty());
   // Not even for a kill: dockerd said it has no such container.
-  CHECK(names.Resolve(cgroup, ContainerNames::kAskTimeoutMs,
-                      ContainerNames::Wait::kSkipIfSilent)->name.empty());
+  CHECK(names.Resolve(cgroup, ContainerNames::kAskTimeoutMs, ContainerNames::Wait::kSkipIfSilent)
+            ->name.empty());
   CHECK(dockerd.connections() == 1);
   now += 1;
   names.Resolve(cgroup);
@@ -242,8 +243,9 @@ TEST_CASE("an id dockerd answers for without a name is left alone for kRetryAfte
 }
 
 TEST_CASE("dockerd's answer names the container, and the name is kept", "[agent][oom]") {
-  FakeDockerd dockerd("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
-                      R"({"Id":"x","Name":"/hog"})");
+  FakeDockerd dockerd(
+      "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+      R"({"Id":"x","Name":"/hog"})");
   ContainerNames names(dockerd.path());
   const std::string cgroup = "/docker/" + std::string(64, 'c');
   auto ref = names.Resolve(cgroup);

@@ -1,4 +1,4 @@
-#include "guest/agent/sysinfo.h"
+#include "guest/agent/core/sysinfo.h"
 
 #include <catch2/catch.hpp>
 

@@ -3,7 +3,7 @@
 // directory standing in for a cove mount (the code does not care which file
 // system it is on). As root the handle route is taken; either way the tree
 // walk (9p's route) is tested too.
-#include "guest/agent/watched_dirs.h"
+#include "guest/agent/mounts/watched_dirs.h"
 
 #include <sys/inotify.h>
 #include <sys/stat.h>

@@ -6,6 +6,7 @@
 #include "common/atomic_file.h"
 #include "test_util.h"
 
+using namespace cove::daemon;
 using namespace cove::daemon::qemu;
 
 TEST_CASE("the probe program runs under tcg and a verdict is cached", "[accel]") {

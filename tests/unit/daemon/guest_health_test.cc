@@ -75,12 +75,12 @@ struct Burst {
   cove::v1::Machine record;
   std::vector<std::string> messages;
   std::vector<uint32_t> pids;  // the event's kill, 0 for none
-  GuestHealth health{"dev", record,
-                     [this](cove::v1::EventKind, const std::string& message,
-                            const cove::v1::OomKill* kill) {
-                       messages.push_back(message);
-                       pids.push_back(kill != nullptr ? kill->pid() : 0);
-                     }};
+  GuestHealth health{
+      "dev", record,
+      [this](cove::v1::EventKind, const std::string& message, const cove::v1::OomKill* kill) {
+        messages.push_back(message);
+        pids.push_back(kill != nullptr ? kill->pid() : 0);
+      }};
   explicit Burst(int count) {
     cove::agent::v1::Hello hello;
     hello.set_uptime_ms(10000);

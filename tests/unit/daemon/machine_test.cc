@@ -3,9 +3,9 @@
 // hello, stop) is tested for real in tests/integration.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <thread>
-#include <filesystem>
 
 #include "daemon/machine/machine_manager.h"
 #include "test_util.h"
@@ -59,6 +59,12 @@ class FakeDriver : public Driver {
     launches++;
     return vm;
   }
+  absl::StatusOr<AccelReport> ProbeAccelerators(const std::string&, const std::string&,
+                                                const std::string&, bool) const override {
+    AccelReport report;
+    report.verdicts.push_back({.accel = cove::v1::ACCEL_TCG, .usable = true});
+    return report;
+  }
   absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec&, int, VmCallbacks) override {
     return absl::NotFoundError("gone");
   }
@@ -76,7 +82,7 @@ struct Fixture {
   MachineStore store{layout};
   ImageStore images{layout};
   FakeDriver driver;
-  AccelResolver accel{loop, tmp.path()};
+  AccelResolver accel{loop, driver, tmp.path()};
   PortRegistry ports;
   std::unique_ptr<MachineEnv> env;
   std::unique_ptr<MachineManager> manager;

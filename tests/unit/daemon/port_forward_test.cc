@@ -181,9 +181,10 @@ std::string ReadNow(int fd) {
 
 }  // namespace
 
-TEST_CASE("a forward to 0.0.0.0 goes through the lane, at most 4 connections at once, and "
-          "falls back to the agent link when the lane refuses",
-          "[ports]") {
+TEST_CASE(
+    "a forward to 0.0.0.0 goes through the lane, at most 4 connections at once, and "
+    "falls back to the agent link when the lane refuses",
+    "[ports]") {
   EventLoop loop;
   PortRegistry registry;
   const uint16_t port = FreePort();
