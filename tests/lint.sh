@@ -47,7 +47,7 @@ base=${COVE_TIDY_BASE:-HEAD~1}
 if ! git rev-parse -q --verify "$base^{commit}" >/dev/null; then
   echo "no commit $base to compare against: nothing to tidy"
 else
-  mapfile -t changed < <(git diff --name-only --diff-filter=AM "$base" -- \
+  mapfile -t changed < <(git diff --no-renames --name-only --diff-filter=AM "$base" -- \
     'daemon/*.cc' 'client/*.cc' 'common/*.cc' 'guest/agent/*.cc' | while IFS= read -r f; do
     [ -f "$f" ] && grep -q "\"file\": \"$src/$f\"" "$build/compile_commands.json" && echo "$f"
   done)
@@ -57,7 +57,7 @@ else
     # about 25 s of CPU a file here. Its smallest changes are tidied.
     echo "${#changed[@]} C++ sources changed since $base; tidying the $max with the most changed lines"
     echo "(all of them: COVE_TIDY_MAX=${#changed[@]} bash tests/lint.sh)"
-    mapfile -t changed < <(git diff --numstat "$base" -- "${changed[@]}" |
+    mapfile -t changed < <(git diff --no-renames --numstat "$base" -- "${changed[@]}" |
       awk '{print $1 + $2, $3}' | sort -rn | head -n "$max" | cut -d' ' -f2)
   fi
   if [ "${#changed[@]}" = 0 ]; then

@@ -16,6 +16,9 @@ echo "== build"
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOVE_BUILD_TESTS=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
+echo "== lint (tests/lint.sh: clang-format, shellcheck, clang-tidy on changed sources)"
+bash "$src/tests/lint.sh" "$build"
+
 echo "== node client dependencies"
 (cd "$src/tests/integration/node" && npm ci --no-audit --no-fund --loglevel=error)
 

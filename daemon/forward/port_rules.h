@@ -22,6 +22,7 @@ struct ForwardKey {
   std::string host_ip;  // a literal; never empty
   uint16_t host_port = 0;
 
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
   auto operator<=>(const ForwardKey&) const = default;
 };
 

@@ -84,9 +84,10 @@ std::vector<Reporter*> Agent::Reporters(Session* session) {
 Agent::Session::Session(Agent& agent)
     : mux(link::StreamMux::Side::kGuest,
           link::StreamMux::Callbacks{
-              .on_open = [&agent](
-                             uint32_t id,
-                             std::string payload) { agent.current_->streams.OnOpen(id, payload); },
+              .on_open =
+                  [&agent](uint32_t id, const std::string& payload) {
+                    agent.current_->streams.OnOpen(id, payload);
+                  },
               .on_data = [&agent](
                              uint32_t id,
                              std::string_view data) { agent.current_->streams.OnData(id, data); },

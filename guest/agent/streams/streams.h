@@ -28,7 +28,7 @@ namespace cove::agent {
 class StreamTable final : public Reporter {
  public:
   explicit StreamTable(link::StreamMux& mux) : mux_(mux) {}
-  ~StreamTable();
+  ~StreamTable() override;
 
   // StreamMux callbacks.
   void OnOpen(uint32_t id, const std::string& payload);
