@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The house's habits, checked: clang-format on every C++ file, shellcheck on
-# every shell script, clang-tidy (.clang-tidy) on the C++ sources that recent
-# commits changed. Exits non-zero on the first kind of finding, listing them.
+# every shell script, clang-tidy (.clang-tidy) on the C++ sources that the
+# newest commit changing C++ changed. Exits non-zero on the first kind of finding, listing them.
 #
 #   bash tests/lint.sh [BUILD_DIR]
 #
 # BUILD_DIR must hold compile_commands.json (the default build has it).
 # COVE_TIDY_BASE names the commit to compare against for "changed" (default:
-# HEAD~1, the last commit; `COVE_TIDY_BASE=origin/main` before a push).
+# the parent of the newest commit that changed C++; `COVE_TIDY_BASE=origin/main`
+# before a push).
 # COVE_LINT_FIX=1 formats the C++ files in place instead of checking.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +44,9 @@ if ! shellcheck -S warning -x "${scripts[@]}"; then
 fi
 
 echo "== clang-tidy (changed C++ sources)"
-base=${COVE_TIDY_BASE:-HEAD~1}
+# By default, the newest commit that changed C++ at all, against its parent.
+last_cxx=$(git log -1 --format=%H -- '*.cc' '*.h')
+base=${COVE_TIDY_BASE:-${last_cxx:-HEAD}~1}
 if ! git rev-parse -q --verify "$base^{commit}" >/dev/null; then
   echo "no commit $base to compare against: nothing to tidy"
 else

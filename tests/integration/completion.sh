@@ -108,7 +108,7 @@ quick_and_quiet() {
   t0=$(date +%s%N)
   out=$("$@" 2>&1) || rc=$?
   ms=$((($(date +%s%N) - t0) / 1000000))
-  [ $rc = 0 ] && [ -z "$out" ] || fail "$what: exit $rc, printed: $out"
+  if [ $rc != 0 ] || [ -n "$out" ]; then fail "$what: exit $rc, printed: $out"; fi
   [ $ms -lt 2500 ] || fail "$what took $ms ms"
   log "$what: nothing, in $ms ms"
 }
