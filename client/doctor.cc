@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/api_names.h"
 #include "common/sizes.h"
 
@@ -54,6 +55,31 @@ void Host(const cove::v1::DaemonInfo& info, std::vector<Finding>& out) {
       out.push_back({"ok", "host", what, ""});
     }
   }
+}
+
+// The guest's own network: without a route out or a nameserver, pulls and
+// builds fail in ways that look like the registry's fault.
+void AddNetworkFindings(const cove::v1::Machine& m, const std::string& subject,
+                        std::vector<Finding>& out) {
+  const auto& n = m.guest().network();
+  const char* missing =
+      n.gateway().empty()       ? "no default route: it cannot reach the host or the internet"
+      : n.nameservers().empty() ? "no nameserver in /etc/resolv.conf: names do not resolve"
+                                : nullptr;
+  if (missing != nullptr) {
+    out.push_back({"error", subject,
+                   absl::StrCat("the guest has ", missing, " (image pulls, apt and builds fail)"),
+                   absl::StrCat("cove restart ", m.name(), " sets up its network again")});
+    return;
+  }
+  std::string addresses;
+  for (const auto& a : n.addresses()) {
+    absl::StrAppend(&addresses, addresses.empty() ? "" : ", ", a.address(), "/", a.prefix_length());
+  }
+  out.push_back({"ok", subject,
+                 absl::StrCat("network: ", addresses.empty() ? "no address" : addresses, " via ",
+                              n.gateway(), ", nameserver ", absl::StrJoin(n.nameservers(), ", ")),
+                 ""});
 }
 
 void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
@@ -123,6 +149,7 @@ void Machine(const cove::v1::DaemonInfo& info, const cove::v1::Machine& m,
                                 " ms off the host's: TLS and build tools may fail"),
                    absl::StrCat("cove restart ", m.name(), " sets it from the host")});
   }
+  if (g.has_network()) AddNetworkFindings(m, subject, out);
   for (const auto& f : m.forwards()) {
     if (f.state() != cove::v1::FORWARD_STATE_CONFLICT &&
         f.state() != cove::v1::FORWARD_STATE_FAILED) {

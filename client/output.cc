@@ -208,6 +208,19 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       j["guest"]["psi_some_avg10"] = g.psi_some_avg10();
       j["guest"]["psi_full_avg10"] = g.psi_full_avg10();
     }
+    if (g.has_network()) {
+      const auto& n = g.network();
+      nlohmann::json addresses = nlohmann::json::array();
+      for (const auto& a : n.addresses()) {
+        addresses.push_back({{"interface", a.interface()},
+                             {"address", a.address()},
+                             {"prefix_length", a.prefix_length()}});
+      }
+      j["guest"]["network"] = {{"addresses", std::move(addresses)},
+                               {"gateway", n.gateway()},
+                               {"gateway_interface", n.gateway_interface()},
+                               {"nameservers", n.nameservers()}};
+    }
   }
   return j;
 }

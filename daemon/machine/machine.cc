@@ -19,6 +19,7 @@
 #include "daemon/machine/emulation_report.h"
 #include "daemon/machine/exec_table.h"
 #include "daemon/machine/guest_forwards.h"
+#include "daemon/machine/guest_network.h"
 #include "daemon/machine/runtime_services.h"
 #include "daemon/machine/spec.h"
 #include "spdlog/spdlog.h"
@@ -167,6 +168,7 @@ void Machine::BeginBoot(std::unique_ptr<VmInstance> vm) {
   forwards_ = &boot_->Add(std::make_unique<GuestForwards>(ctx, env_.ports, record_.spec()));
   execs_ = &boot_->Add(std::make_unique<ExecTable>(boot_->agent()));
   boot_->Add(std::make_unique<EmulationReport>(name()));
+  boot_->Add(std::make_unique<GuestNetworkReport>());
   std::vector<cove::agent::v1::ReverseSocket> reverse;
   for (const auto& r : record_.spec().reverse_sockets()) {
     cove::agent::v1::ReverseSocket rs;

@@ -40,6 +40,28 @@ done
 [ "$(stat -c %a "$COVE_HOME")" = 700 ] || fail "home mode $(stat -c %a "$COVE_HOME")"
 [ "$(stat -c %a "$COVE_HOME/coved.sock")" = 600 ] || fail "socket mode"
 
+log "the guest's network: reported, followed when a route changes, and doctor names a missing one"
+net=$(machine_field default .guest.network)
+jq -e '.addresses | map(select(.interface == "eth0" and .address == "10.0.2.15" and .prefix_length == 24)) | length == 1' \
+  <<<"$net" >/dev/null || fail "guest addresses: $net"
+jq -e '.gateway == "10.0.2.2" and .gateway_interface == "eth0" and .nameservers == ["10.0.2.3"]' \
+  <<<"$net" >/dev/null || fail "guest route and resolver: $net"
+doctor=$(cove doctor default --json) || true
+jq -e 'map(select(.severity == "ok" and (.message | startswith("network: 10.0.2.15/24")) and (.message | contains("via 10.0.2.2, nameserver 10.0.2.3")))) | length == 1' \
+  <<<"$doctor" >/dev/null || fail "doctor has no network finding: $doctor"
+cove exec default -- ip route del default
+# The agent follows route changes (rtnetlink), no refresh asked.
+wait_for 10 "the removed default route in inspect" \
+  bash -c "[ \"\$(cove inspect default --json | jq -r .guest.network.gateway)\" = '' ]"
+rc=0
+doctor=$(cove doctor default --json) || rc=$?
+[ "$rc" = 1 ] || fail "doctor exited $rc with the guest's default route gone"
+jq -e 'map(select(.severity == "error" and (.message | contains("no default route")) and (.fix | contains("cove restart default")))) | length == 1' \
+  <<<"$doctor" >/dev/null || fail "doctor does not name the missing route: $doctor"
+cove exec default -- ip route add default via 10.0.2.2 dev eth0
+wait_for 10 "the default route back in inspect" \
+  bash -c "[ \"\$(cove inspect default --json | jq -r .guest.network.gateway)\" = 10.0.2.2 ]"
+
 log "cove stop"
 cove stop
 [ "$(machine_field default .state)" = stopped ] || fail "not stopped"

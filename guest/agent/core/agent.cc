@@ -73,6 +73,7 @@ std::vector<Reporter*> Agent::Reporters(Session* session) {
       &services_,   // before the scans: the host waits for the runtime
       session != nullptr ? &session->streams : nullptr,
       &listeners_,
+      &network_,
       &mounts_,  // watched directories
       &emulation_,
       &oom_,  // this boot's kills come last at a session's start

@@ -25,6 +25,7 @@
 #include "guest/agent/reports/emulation_reporter.h"
 #include "guest/agent/reports/heartbeat.h"
 #include "guest/agent/reports/listeners_reporter.h"
+#include "guest/agent/reports/network_reporter.h"
 #include "guest/agent/reports/oom_reporter.h"
 #include "guest/agent/runtime/containers.h"
 #include "guest/agent/runtime/services.h"
@@ -132,6 +133,7 @@ class Agent {
   Supervisor supervisor_;
   ServicesReporter services_{supervisor_, options_.runtime_ready_fifo};
   ListenersReporter listeners_;
+  NetworkReporter network_;
   ContainerNames containers_;  // cgroup -> container, for kills and emulation
   EmulationReporter emulation_{containers_, listeners_.watcher()};
   MountsReporter mounts_{listeners_.watcher()};

@@ -278,7 +278,7 @@ TEST_CASE("a HostHello naming a new session makes the agent start over and repor
   CHECK(host.ReadUntil(GuestToHost::kListeners, kTimeoutMs));
 }
 
-TEST_CASE("a Refresh is answered with a heartbeat and the listeners, then Refreshed",
+TEST_CASE("a Refresh is answered with a heartbeat, the listeners and the network, then Refreshed",
           "[agent][session]") {
   HostPeer host;
   AgentProcess agent({"--connect", host.socket_path(), "--no-poweroff"});
@@ -303,6 +303,7 @@ TEST_CASE("a Refresh is answered with a heartbeat and the listeners, then Refres
   auto beat = std::find(seen.begin(), seen.end(), GuestToHost::kHeartbeat);
   REQUIRE(beat != seen.end());
   CHECK(std::find(beat, seen.end(), GuestToHost::kListeners) != seen.end());
+  CHECK(std::find(beat, seen.end(), GuestToHost::kNetwork) != seen.end());
 }
 
 TEST_CASE("agent exits 0 on SIGTERM and SIGINT", "[agent][session]") {

@@ -4,7 +4,10 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <algorithm>
+#include <cstdlib>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "daemon/machine/machine_manager.h"
@@ -32,6 +35,7 @@ class FakeInstance : public VmInstance {
     auto cb = cb_.on_exit;
     cb(e);
   }
+  void Stuck(const std::string& why) { cb_.on_stuck(why); }
   int powerdowns = 0, quits = 0;
 
  private:
@@ -62,13 +66,18 @@ class FakeDriver : public Driver {
   absl::StatusOr<AccelReport> ProbeAccelerators(const std::string&, const std::string&,
                                                 const std::string&, bool) const override {
     AccelReport report;
+    if (kvm_usable) {
+      report.verdicts.push_back({.accel = cove::v1::ACCEL_KVM, .usable = true, .reason = "", .cpu = "host"});
+    }
     report.verdicts.push_back({.accel = cove::v1::ACCEL_TCG, .usable = true});
+    report.ChooseAuto();
     return report;
   }
   absl::StatusOr<std::unique_ptr<VmInstance>> Adopt(const LaunchSpec&, int, VmCallbacks) override {
     return absl::NotFoundError("gone");
   }
   absl::Status launch_error;
+  bool kvm_usable = false;  // the probe says kvm works here
   FakeInstance* last = nullptr;
   int launches = 0;
   LaunchSpec last_spec;
@@ -96,13 +105,13 @@ struct Fixture {
         MachineEnv{loop, driver, store, images, events, accel, ports, tmp.path() + "/agent"});
     manager = std::make_unique<MachineManager>(*env);
   }
-  Machine* Create(const std::string& name) {
+  Machine* Create(const std::string& name, cove::v1::Accel accel = cove::v1::ACCEL_TCG) {
     cove::v1::MachineSpec spec;
     spec.set_cpus(1);
     spec.set_memory_bytes(512ull << 20);
     spec.set_disk_bytes(1ull << 30);
     spec.set_arch("x86_64");
-    spec.set_accel(cove::v1::ACCEL_TCG);
+    spec.set_accel(accel);
     auto image = images.Load(image_dir, true);
     REQUIRE(image.ok());
     REQUIRE(manager->Create(name, spec, *image).ok());
@@ -290,4 +299,106 @@ TEST_CASE("the on-failure policy restarts a crashed machine up to its limit", "[
   // A client's start resets the count.
   m->Start(0, Ignore(), [](absl::Status) {});
   CHECK(m->view().restarts() == 0);
+}
+
+// The accelerator's trial (docs/accel.md): a probe can pass where a real
+// kernel cannot run (this project's CI host is such a one), so the first boot
+// under an automatic choice is on trial. This host has no /dev/kvm, so the
+// path is driven here with a fake driver whose probe says kvm works.
+namespace {
+
+// COVE_ACCEL=tcg (as CI may set for coved) would skip the choice altogether.
+struct NoAccelOverride {
+  std::optional<std::string> saved;
+  NoAccelOverride() {
+    if (const char* v = std::getenv("COVE_ACCEL")) saved = v;
+    unsetenv("COVE_ACCEL");
+  }
+  ~NoAccelOverride() {
+    if (saved) setenv("COVE_ACCEL", saved->c_str(), 1);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("auto boots under kvm on trial; qemu naming kvm before any output falls back to tcg",
+          "[machine][accel]") {
+  NoAccelOverride no_override;
+  Fixture f;
+  f.driver.kvm_usable = true;
+  Machine* m = f.Create("dev", cove::v1::ACCEL_AUTO);
+  std::vector<std::pair<int, std::string>> phases;
+  std::optional<absl::Status> result;
+  m->Start(
+      0, [&](int p, const std::string& text) { phases.emplace_back(p, text); },
+      [&](absl::Status st) { result = st; });
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 1; }));
+  CHECK(f.driver.last_spec.accel == cove::v1::ACCEL_KVM);
+  CHECK(f.driver.last_spec.cpu == "host");
+  CHECK(m->view().accel_in_use() == cove::v1::ACCEL_KVM);
+
+  // No console output yet (the fake writes no serial log).
+  f.driver.last->Exit({false, "qemu exited with status 1: KVM internal error. Suberror: 1"});
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 2; }));
+  CHECK(f.driver.last_spec.accel == cove::v1::ACCEL_TCG);
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STARTING);  // the same start goes on
+  CHECK_FALSE(result.has_value());
+  CHECK(m->view().accel_in_use() == cove::v1::ACCEL_TCG);
+  CHECK(m->view().accel_reason().find("auto: kvm unusable here: qemu exited with status 1: KVM "
+                                      "internal error") == 0);
+  CHECK(std::any_of(phases.begin(), phases.end(), [](const auto& p) {
+    return p.first == cove::v1::START_PHASE_ACCEL_FALLBACK &&
+           p.second.find("booting again under tcg") != std::string::npos;
+  }));
+  // The verdict is this host's from now on: the next automatic start goes
+  // straight to tcg.
+  auto report = f.accel.Report("x86_64");
+  REQUIRE(report.has_value());
+  REQUIRE(report->ok());
+  CHECK((*report)->auto_accel == cove::v1::ACCEL_TCG);
+  const AccelVerdict* kvm = (*report)->Find(cove::v1::ACCEL_KVM);
+  REQUIRE(kvm != nullptr);
+  CHECK_FALSE(kvm->usable);
+  CHECK(kvm->checked_by == "boot");
+  CHECK(kvm->reason.find("machine 'dev'") != std::string::npos);
+
+  Machine* other = f.Create("other", cove::v1::ACCEL_AUTO);
+  other->Start(0, Ignore(), [](absl::Status) {});
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 3; }));
+  CHECK(f.driver.last_spec.accel == cove::v1::ACCEL_TCG);
+}
+
+TEST_CASE("a guest that hangs under kvm on trial is killed and booted again under tcg",
+          "[machine][accel]") {
+  NoAccelOverride no_override;
+  Fixture f;
+  f.driver.kvm_usable = true;
+  Machine* m = f.Create("dev", cove::v1::ACCEL_AUTO);
+  m->Start(0, Ignore(), [](absl::Status) {});
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 1; }));
+  // The driver saw the vCPU stop for good ("KVM internal error" on a live
+  // qemu, or a guest panic).
+  f.driver.last->Stuck("the vCPU stopped: KVM internal error");
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 2; }));
+  CHECK(f.driver.last_spec.accel == cove::v1::ACCEL_TCG);
+  CHECK(m->state() == cove::v1::MACHINE_STATE_STARTING);
+  CHECK(m->view().accel_reason().find("the vCPU stopped") != std::string::npos);
+}
+
+TEST_CASE("--accel kvm that fails is an error naming the fix, with no fallback",
+          "[machine][accel]") {
+  NoAccelOverride no_override;
+  Fixture f;
+  f.driver.kvm_usable = true;
+  Machine* m = f.Create("dev", cove::v1::ACCEL_KVM);
+  std::optional<absl::Status> result;
+  m->Start(0, Ignore(), [&](absl::Status st) { result = st; });
+  REQUIRE(f.SpinUntil([&]() { return f.driver.launches == 1; }));
+  CHECK(f.driver.last_spec.accel == cove::v1::ACCEL_KVM);
+  f.driver.last->Stuck("the vCPU stopped: KVM internal error");
+  REQUIRE(f.SpinUntil([&]() { return result.has_value(); }));
+  CHECK_FALSE(result->ok());
+  CHECK(f.driver.launches == 1);
+  CHECK(m->state() == cove::v1::MACHINE_STATE_ERROR);
+  CHECK(m->view().error().find("cove set dev --accel auto") != std::string::npos);
 }
