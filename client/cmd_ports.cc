@@ -156,14 +156,16 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
     }
     cove::v1::UpdateMachineRequest req;
     req.set_name(f->name);
-    if (!f->rules.empty() || f->clear) req.add_update_mask("port_rules");
+    cove::v1::MachineSpec& want = *req.mutable_spec();
+    auto* mask = req.mutable_update_mask();
+    if (!f->rules.empty() || f->clear) mask->add_paths("port_rules");
     for (const std::string& r : f->rules) {
       auto rule = ParsePortRule(r);
       if (!rule.ok()) {
         exit_code = Context::Fail(rule.status());
         return;
       }
-      *req.add_port_rules() = *rule;
+      *want.add_port_rules() = *rule;
     }
     if (!f->restart.empty()) {
       auto policy = ParseRestartPolicy(f->restart);
@@ -171,17 +173,18 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
         exit_code = Context::Fail(policy.status());
         return;
       }
-      req.add_update_mask("restart");
-      req.set_restart(policy->first);
-      req.set_max_restarts(policy->second);
+      mask->add_paths("restart");
+      mask->add_paths("max_restarts");
+      want.set_restart(policy->first);
+      want.set_max_restarts(policy->second);
     }
     if (f->autostart) {
-      req.add_update_mask("autostart");
-      req.set_autostart(*f->autostart);
+      mask->add_paths("autostart");
+      want.set_autostart(*f->autostart);
     }
     if (f->foreign_binaries) {
-      req.add_update_mask("foreign_binaries");
-      req.set_no_foreign_binaries(!*f->foreign_binaries);
+      mask->add_paths("no_foreign_binaries");
+      want.set_no_foreign_binaries(!*f->foreign_binaries);
     }
     if (f->cpus_option->count() > 0) {
       if (f->cpus == 0) {
@@ -189,32 +192,33 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
             Context::Fail(absl::InvalidArgumentError("--cpus 0: a machine needs at least 1 CPU"));
         return;
       }
-      req.add_update_mask("cpus");
-      req.set_cpus(f->cpus);
+      mask->add_paths("cpus");
+      want.set_cpus(f->cpus);
     }
-    for (auto [flag, text, field] :
-         {std::tuple{"--memory", &f->memory, "memory"}, std::tuple{"--disk", &f->disk, "disk"}}) {
+    for (auto [flag, text, field] : {std::tuple{"--memory", &f->memory, "memory_bytes"},
+                                     std::tuple{"--disk", &f->disk, "disk_bytes"}}) {
       if (text->empty()) continue;
       auto size = ParseSize(*text, flag);
       if (!size.ok()) {
         exit_code = Context::Fail(size.status());
         return;
       }
-      req.add_update_mask(field);
-      if (std::string(field) == "memory") {
-        req.set_memory_bytes(*size);
+      mask->add_paths(field);
+      if (std::string(field) == "memory_bytes") {
+        want.set_memory_bytes(*size);
       } else {
-        req.set_disk_bytes(*size);
+        want.set_disk_bytes(*size);
       }
     }
     if (!f->mounts.empty()) {
       bool none = false;
-      if (auto st = ParseMounts(f->mounts, f->mount_type, req.mutable_mounts(), &none); !st.ok()) {
+      if (auto st = ParseMounts(f->mounts, f->mount_type, want.mutable_mounts(), &none); !st.ok()) {
         exit_code = Context::Fail(st);
         return;
       }
-      req.set_no_mounts(none);
-      req.add_update_mask("mounts");
+      want.set_no_mounts(none);
+      mask->add_paths("mounts");
+      mask->add_paths("no_mounts");
     }
     if (!f->accel.empty()) {
       auto accel = ParseAccel(f->accel);
@@ -222,8 +226,8 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
         exit_code = Context::Fail(accel.status());
         return;
       }
-      req.add_update_mask("accel");
-      req.set_accel(*accel);
+      mask->add_paths("accel");
+      want.set_accel(*accel);
     }
     cove::v1::Machine m;
     grpc::ClientContext call;

@@ -46,17 +46,16 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
                         : fs::absolute(req->output_dir()).lexically_normal().string();
   if (fs::exists(out)) {
     if (!req->force()) {
-      return grpc::Status(
-          grpc::StatusCode::ALREADY_EXISTS,
+      return Error(
+          cove::v1::IMAGE_EXISTS, grpc::StatusCode::ALREADY_EXISTS,
           absl::StrCat("an image already exists at ", out, "; pass --force to rebuild it"));
     }
     auto users = UsersOf(out);
     if (!users.ok()) return ToGrpc(users.status());
     if (!users->empty()) {
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use the image at ", out,
-                       "; delete them first or build to another --output"));
+      return Error(cove::v1::IMAGE_IN_USE, grpc::StatusCode::FAILED_PRECONDITION,
+                   absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use the image at ", out,
+                                "; delete them first or build to another --output"));
     }
   }
   // A Debian root filesystem, its packages and the finished image.
@@ -94,7 +93,7 @@ grpc::Status ImagesService::Build(grpc::ServerContext* ctx, const cove::v1::Buil
             },
             [channel](absl::Status st) { channel->Push(st, /*final=*/true); });
       })) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
+    return Error(cove::v1::SHUTTING_DOWN, grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
   }
   for (;;) {
     auto item = channel->Pop(std::chrono::seconds(1));
@@ -140,8 +139,8 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   if (IsUrl(req->path())) return ImportUrl(ctx, req, writer);
   if (!req->digest().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "--digest is for a URL; a directory is checked against its image.json");
+    return Error(cove::v1::INVALID_REQUEST, grpc::StatusCode::INVALID_ARGUMENT,
+                 "--digest is for a URL; a directory is checked against its image.json");
   }
   cove::v1::ImportImageResponse r;
   r.set_phase("verifying");
@@ -151,12 +150,13 @@ grpc::Status ImagesService::Import(grpc::ServerContext* ctx,
   const std::string name =
       req->name().empty() ? fs::path(src->path).filename().string() : req->name();
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid image name \"" + name + "\"");
+    return Error(cove::v1::INVALID_NAME, grpc::StatusCode::INVALID_ARGUMENT,
+                 "invalid image name \"" + name + "\"");
   }
   const std::string dest = images_.cache_path(name);
   if (fs::exists(dest)) {
-    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                        absl::StrCat("an image named ", name, " exists; delete it first"));
+    return Error(cove::v1::IMAGE_EXISTS, grpc::StatusCode::ALREADY_EXISTS,
+                 absl::StrCat("an image named ", name, " exists; delete it first"));
   }
   r.set_phase("copying");
   writer->Write(r);
@@ -225,13 +225,13 @@ grpc::Status ImagesService::ImportUrl(grpc::ServerContext* ctx,
   const std::string name = req->name().empty() ? fs::path(*dir).filename().string() : req->name();
   if (name.empty() || name == "." || name == ".." || name == "unpacked" ||
       name.find('/') != std::string::npos || name[0] == '.') {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "the archive does not name its image; pass --name NAME");
+    return Error(cove::v1::INVALID_NAME, grpc::StatusCode::INVALID_ARGUMENT,
+                 "the archive does not name its image; pass --name NAME");
   }
   const std::string dest = images_.cache_path(name);
   if (fs::exists(dest)) {
-    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                        absl::StrCat("an image named ", name, " exists; delete it first"));
+    return Error(cove::v1::IMAGE_EXISTS, grpc::StatusCode::ALREADY_EXISTS,
+                 absl::StrCat("an image named ", name, " exists; delete it first"));
   }
   fs::rename(*dir, dest, ec);
   if (ec) return ToGrpc(FileError("cannot move the image to", dest, ec.value()));
@@ -244,23 +244,26 @@ grpc::Status ImagesService::Delete(grpc::ServerContext* ctx,
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   const std::string& name = req->name();
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid image name \"" + name + "\"");
+    return Error(cove::v1::INVALID_NAME, grpc::StatusCode::INVALID_ARGUMENT,
+                 "invalid image name \"" + name + "\"");
   }
   const std::string path = images_.cache_path(name);
   if (!fs::exists(path)) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "no image named " + name + "; `cove image list` shows them");
+    return Error(cove::v1::IMAGE_NOT_FOUND, grpc::StatusCode::NOT_FOUND,
+                 "no image named " + name + "; `cove image list` shows them");
   }
   auto users = UsersOf(path);
   if (!users.ok()) return ToGrpc(users.status());
   if (!users->empty()) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use image ", name,
-                                     "; delete them first"));
+    return Error(cove::v1::IMAGE_IN_USE, grpc::StatusCode::FAILED_PRECONDITION,
+                 absl::StrCat("machines ", absl::StrJoin(*users, ", "), " use image ", name,
+                              "; delete them first"));
   }
   std::error_code ec;
   fs::remove_all(path, ec);
-  if (ec) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot delete: " + ec.message());
+  if (ec)
+    return Error(cove::v1::HOST_ERROR, grpc::StatusCode::INTERNAL,
+                 "cannot delete: " + ec.message());
   return grpc::Status::OK;
 }
 

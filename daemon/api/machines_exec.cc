@@ -114,8 +114,8 @@ grpc::Status MachinesService::Exec(
   cove::v1::ExecRequest first;
   if (!stream->Read(&first)) return grpc::Status::CANCELLED;
   if (!first.has_start()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "the first ExecRequest must be `start` (machine and command)");
+    return Error(cove::v1::INVALID_REQUEST, grpc::StatusCode::INVALID_ARGUMENT,
+                 "the first ExecRequest must be `start` (machine and command)");
   }
   auto started = BeginExec(first.start());
   if (!started.ok()) return ToGrpc(started.status());
@@ -195,8 +195,8 @@ grpc::Status MachinesService::Logs(grpc::ServerContext* ctx, const cove::v1::Log
   const std::string service = req->service().empty() ? "console" : req->service();
   if (service == "console") return ConsoleLogs(ctx, *req, writer);
   if (service != "containerd" && service != "dockerd") {
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
+    return Error(
+        cove::v1::INVALID_REQUEST, grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("unknown service '", service, "'; choose console, containerd or dockerd"));
   }
   const uint32_t lines = req->tail_lines() ? req->tail_lines() : kDefaultTailLines;
@@ -217,9 +217,9 @@ grpc::Status MachinesService::Logs(grpc::ServerContext* ctx, const cove::v1::Log
   loop_.Post([s = std::move(started->session)]() {});
   if (!exit.has_value()) return grpc::Status::CANCELLED;
   if (exit->exit_code() != 0) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("reading the ", service, " log in the guest failed (exit ",
-                                     exit->exit_code(), ") ", exit->error()));
+    return Error(cove::v1::HOST_ERROR, grpc::StatusCode::FAILED_PRECONDITION,
+                 absl::StrCat("reading the ", service, " log in the guest failed (exit ",
+                              exit->exit_code(), ") ", exit->error()));
   }
   return grpc::Status::OK;
 }

@@ -56,7 +56,8 @@ grpc::Status StreamOperation(EventLoop& loop, grpc::ServerContext* ctx,
           channel->Push(st, /*final=*/true);
         });
   });
-  if (!posted) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
+  if (!posted)
+    return Error(cove::v1::SHUTTING_DOWN, grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
   for (;;) {
     auto item = channel->Pop(std::chrono::seconds(1));
     if (!item.has_value()) {
@@ -73,21 +74,31 @@ grpc::Status StreamOperation(EventLoop& loop, grpc::ServerContext* ctx,
 
 absl::StatusOr<cove::v1::Machine> MachinesService::DoCreate(const std::string& name,
                                                             const cove::v1::MachineSpec& in) {
-  if (auto st = ValidateName(name); !st.ok()) return st;
+  if (auto st = ValidateName(name); !st.ok()) {
+    return OrReason(st, cove::v1::INVALID_NAME, {{"field", "name"}});
+  }
   auto spec = NormalizeSpec(in, host_);
-  if (!spec.ok()) return spec.status();
-  if (auto st = ResolveMounts(*spec, host_.user_home); !st.ok()) return st;
+  if (!spec.ok()) return OrReason(spec.status(), cove::v1::INVALID_SPEC, {{"field", "spec"}});
+  if (auto st = ResolveMounts(*spec, host_.user_home); !st.ok()) {
+    return OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.mounts"}});
+  }
   // Quick existence check before hashing the image.
   auto exists = loop_.Call<bool>([this, name]() { return manager_.Find(name).ok(); });
   if (!exists.ok()) return exists.status();
   if (*exists) {
-    return absl::AlreadyExistsError(absl::StrCat("a machine named '", name,
-                                                 "' already exists; pick another name or `cove "
-                                                 "delete ",
-                                                 name, "` first"));
+    return WithReason(absl::AlreadyExistsError(absl::StrCat("a machine named '", name,
+                                                            "' already exists; pick another name "
+                                                            "or `cove delete ",
+                                                            name, "` first")),
+                      cove::v1::NAME_TAKEN, {{"machine", name}});
   }
   auto image = images_.Resolve(spec->image(), spec->arch(), /*verify_digests=*/true);
-  if (!image.ok()) return image.status();
+  if (!image.ok()) {
+    const auto reason = absl::IsNotFound(image.status())          ? cove::v1::IMAGE_NOT_FOUND
+                        : absl::IsInvalidArgument(image.status()) ? cove::v1::IMAGE_ARCH_MISMATCH
+                                                                  : cove::v1::HOST_ERROR;
+    return OrReason(image.status(), reason, {{"image", spec->image()}});
+  }
   auto created = loop_.Call<absl::StatusOr<cove::v1::Machine>>(
       [this, name, spec = *spec, image = *image]() { return manager_.Create(name, spec, image); });
   if (!created.ok()) return created.status();
@@ -108,7 +119,9 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
                                     const cove::v1::StartMachineRequest* req,
                                     grpc::ServerWriter<cove::v1::StartMachineResponse>* writer) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
-  if (auto st = ValidateName(req->name()); !st.ok()) return ToGrpc(st);
+  if (auto st = ValidateName(req->name()); !st.ok()) {
+    return ToGrpc(OrReason(st, cove::v1::INVALID_NAME, {{"field", "name"}}));
+  }
   bool created = false;
   if (req->create_if_missing()) {
     auto exists =
@@ -171,7 +184,7 @@ grpc::Status MachinesService::Delete(grpc::ServerContext* ctx,
   if (!loop_.Post([this, name = req->name(), force = req->force(), done]() {
         manager_.Delete(name, force, [done](absl::Status st) { done->Push(st, true); });
       })) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
+    return Error(cove::v1::SHUTTING_DOWN, grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
   }
   for (;;) {
     if (auto st = done->Pop(std::chrono::seconds(1)); st.has_value()) return ToGrpc(*st);
@@ -238,44 +251,71 @@ grpc::Status MachinesService::ChangeMachine(grpc::ServerContext* ctx, const std:
 grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
                                      const cove::v1::UpdateMachineRequest* req,
                                      cove::v1::Machine* resp) {
+  if (auto st = auth_.Check(ctx); !st.ok()) return st;
+  const cove::v1::MachineSpec& in = req->spec();
+  if (req->update_mask().paths().empty()) {
+    return Error(cove::v1::UNKNOWN_FIELD_PATH, grpc::StatusCode::INVALID_ARGUMENT,
+                 "update_mask names no field; name the MachineSpec fields to change (cpus, "
+                 "memory_bytes, port_rules, ...)",
+                 {{"field", "update_mask"}});
+  }
   Machine::Settings settings;
-  std::vector<std::string> mask(req->update_mask().begin(), req->update_mask().end());
-  if (mask.empty()) mask.push_back("port_rules");
-  for (const std::string& path : mask) {
+  bool restart = false, max_restarts = false;
+  for (const std::string& path : req->update_mask().paths()) {
     if (path == "port_rules") {
-      settings.port_rules = req->port_rules();
+      settings.port_rules = in.port_rules();
     } else if (path == "restart") {
-      settings.restart = std::make_pair(req->restart(), req->max_restarts());
+      restart = true;
+    } else if (path == "max_restarts") {
+      max_restarts = true;
     } else if (path == "autostart") {
-      settings.autostart = req->autostart();
+      settings.autostart = in.autostart();
     } else if (path == "accel") {
-      settings.accel = req->accel();
-    } else if (path == "foreign_binaries") {
-      settings.no_foreign_binaries = req->no_foreign_binaries();
+      settings.accel = in.accel();
+    } else if (path == "no_foreign_binaries") {
+      settings.no_foreign_binaries = in.no_foreign_binaries();
     } else if (path == "cpus") {
-      settings.cpus = req->cpus();
-    } else if (path == "memory") {
-      settings.memory_bytes = req->memory_bytes();
-    } else if (path == "disk") {
-      settings.disk_bytes = req->disk_bytes();
-    } else if (path == "mounts") {
+      settings.cpus = in.cpus();
+    } else if (path == "memory_bytes") {
+      settings.memory_bytes = in.memory_bytes();
+    } else if (path == "disk_bytes") {
+      settings.disk_bytes = in.disk_bytes();
+    } else if (path == "mounts" || path == "no_mounts") {
       // Resolved here, off the loop: it looks at the host's file system.
       cove::v1::MachineSpec resolved;
-      *resolved.mutable_mounts() = req->mounts();
-      resolved.set_no_mounts(req->no_mounts());
-      if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) return ToGrpc(st);
+      *resolved.mutable_mounts() = in.mounts();
+      resolved.set_no_mounts(in.no_mounts());
+      if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) {
+        return ToGrpc(OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.mounts"}}));
+      }
       settings.mounts = resolved.mounts();
       settings.no_mounts = resolved.no_mounts();
+    } else if (cove::v1::MachineSpec::descriptor()->FindFieldByName(path) != nullptr) {
+      return Error(cove::v1::FIELD_IMMUTABLE, grpc::StatusCode::INVALID_ARGUMENT,
+                   "'" + path + "' cannot change on an existing machine; create another machine",
+                   {{"field", path}});
     } else {
-      return grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          "unknown setting '" + path +
-              "' in update_mask; use port_rules, restart, autostart, accel, mounts, cpus, "
-              "memory or disk");
+      return Error(cove::v1::UNKNOWN_FIELD_PATH, grpc::StatusCode::INVALID_ARGUMENT,
+                   "update_mask names '" + path +
+                       "', which is no MachineSpec field; use cpus, memory_bytes, disk_bytes, "
+                       "accel, port_rules, restart, max_restarts, autostart, mounts, no_mounts or "
+                       "no_foreign_binaries",
+                   {{"field", path}});
     }
   }
   return ChangeMachine(
-      ctx, req->name(), [settings](Machine& m) { return m.ChangeSettings(settings); }, resp);
+      ctx, req->name(),
+      [settings, restart, max_restarts, in](Machine& m) mutable {
+        // The policy and its limit are one setting: a path for either keeps
+        // the other as it is.
+        if (restart || max_restarts) {
+          const cove::v1::MachineSpec& now = m.view().spec();
+          settings.restart = std::make_pair(restart ? in.restart() : now.restart(),
+                                            max_restarts ? in.max_restarts() : now.max_restarts());
+        }
+        return m.ChangeSettings(settings);
+      },
+      resp);
 }
 
 grpc::Status MachinesService::AddForward(grpc::ServerContext* ctx,
@@ -298,8 +338,8 @@ grpc::Status MachinesService::Watch(grpc::ServerContext* ctx, const cove::v1::Wa
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   auto sub = events_.Subscribe();
   if (!sub) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "too many watchers; close some `cove events` clients");
+    return Error(cove::v1::TOO_MANY, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                 "too many watchers; close some `cove events` clients");
   }
   const std::string only = req->name();
   bool wrote = false;

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "daemon/api/status.h"
+
 namespace cove::daemon::api {
 
 void PeerAuth::Record(int fd, uid_t uid) {
@@ -20,14 +22,14 @@ grpc::Status PeerAuth::Check(const grpc::ServerContext* context) const {
     auto it = uid_by_fd_.find(fd);
     if (it != uid_by_fd_.end()) {
       if (it->second == owner_) return grpc::Status::OK;
-      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "this coved belongs to uid " + std::to_string(owner_) + "; uid " +
-                              std::to_string(it->second) +
-                              " may not use it. Run your own: cove uses $COVE_HOME or ~/.cove");
+      return Error(cove::v1::NOT_OWNER, grpc::StatusCode::PERMISSION_DENIED,
+                   "this coved belongs to uid " + std::to_string(owner_) + "; uid " +
+                       std::to_string(it->second) +
+                       " may not use it. Run your own: cove uses $COVE_HOME or ~/.cove");
     }
   }
-  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                      "cannot tell who is connecting (peer \"" + peer + "\")");
+  return Error(cove::v1::NOT_OWNER, grpc::StatusCode::PERMISSION_DENIED,
+               "cannot tell who is connecting (peer \"" + peer + "\")");
 }
 
 }  // namespace cove::daemon::api

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/api_names.h"
+#include "common/errors.h"
 
 namespace cove::daemon {
 namespace {
@@ -170,9 +171,10 @@ absl::Status CheckPortSettings(const cove::v1::MachineSpec& spec) {
     if (auto st = CheckStaticForward(f); !st.ok()) return st;
     const ForwardKey key = StaticForwardKey(f);
     if (!seen.insert(key).second) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("a static forward for ", Describe(key),
-                       " exists already; remove it first (`cove forward rm`)"));
+      return WithReason(absl::AlreadyExistsError(
+                            absl::StrCat("a static forward for ", Describe(key),
+                                         " exists already; remove it first (`cove forward rm`)")),
+                        cove::v1::PORT_IN_USE, {{"hostPort", std::to_string(key.host_port)}});
     }
   }
   return absl::OkStatus();

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "common/api_names.h"
 #include "common/atomic_file.h"
+#include "common/errors.h"
 #include "common/sizes.h"
 #include "daemon/image/agent_initrd.h"
 #include "daemon/machine/emulation_report.h"
@@ -64,9 +65,10 @@ absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
   if (record_.spec().runtime() == runtime || !record_.has_spec()) return absl::OkStatus();
   const char* want = runtime == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd";
   if (boot_ || busy() || state() == cove::v1::MACHINE_STATE_RUNNING) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' is ", StateName(state()),
-                     "; stop it to switch it to the ", want, " runtime"));
+    return Tagged(absl::FailedPreconditionError(
+                      absl::StrCat("machine '", name(), "' is ", StateName(state()),
+                                   "; stop it to switch it to the ", want, " runtime")),
+                  cove::v1::MACHINE_NOT_STOPPED);
   }
   record_.mutable_spec()->set_runtime(runtime);
   Persist();
@@ -90,9 +92,17 @@ absl::Status Machine::RemoveStaticForward(const cove::v1::StaticForward& forward
       if (StaticForwardKey(list->Get(i)) == want) list->DeleteSubrange(i, 1);
     }
     if (list->size() != before) return absl::OkStatus();
-    return absl::NotFoundError(absl::StrCat("machine '", name(), "' has no static forward for ",
-                                            Describe(want), "; see `cove ports ", name(), "`"));
+    return WithReason(
+        absl::NotFoundError(absl::StrCat("machine '", name(), "' has no static forward for ",
+                                         Describe(want), "; see `cove ports ", name(), "`")),
+        cove::v1::FORWARD_NOT_FOUND,
+        {{"machine", name()}, {"hostPort", std::to_string(want.host_port)}});
   });
+}
+
+absl::Status Machine::Tagged(absl::Status status, cove::v1::ErrorReason reason) const {
+  return WithReason(std::move(status), reason,
+                    {{"machine", name()}, {"state", StateName(state())}});
 }
 
 bool Machine::busy() const {
@@ -229,9 +239,10 @@ void Machine::RefreshGuest(std::function<void()> done) {
 absl::StatusOr<std::shared_ptr<ExecSession>> Machine::StartExec(
     const cove::v1::ExecStart& start, std::shared_ptr<ExecSession::Output> output) {
   if (state() != cove::v1::MACHINE_STATE_RUNNING || !boot_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' is ", StateName(state()),
-                     "; start it first (`cove start ", name(), "`)"));
+    return Tagged(
+        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is ", StateName(state()),
+                                                   "; start it first (`cove start ", name(), "`)")),
+        cove::v1::MACHINE_NOT_RUNNING);
   }
   return execs_->Start(start, std::move(output));
 }
@@ -281,7 +292,7 @@ void Machine::OnVmExit(const VmExit& exit) {
   const std::string why =
       absl::StrCat(failure.empty() ? exit.reason : failure, "; last console lines: ", SerialTail());
   SetState(cove::v1::MACHINE_STATE_ERROR, why);
-  if (was_starting) FinishStart(absl::AbortedError(why));
+  if (was_starting) FinishStart(Tagged(absl::AbortedError(why), cove::v1::START_FAILED));
   MaybeRestart(exit.reason);
 }
 

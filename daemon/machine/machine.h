@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "cove/v1/errors.pb.h"
 #include "cove/v1/machines.pb.h"
 #include "daemon/driver/driver.h"
 #include "daemon/forward/port_forward.h"
@@ -79,6 +80,9 @@ class Machine {
   const std::string& name() const { return record_.name(); }
   cove::v1::MachineState state() const { return record_.state(); }
   bool busy() const;
+  // `status` tagged with `reason` (common/errors.h), naming this machine and
+  // its state.
+  absl::Status Tagged(absl::Status status, cove::v1::ErrorReason reason) const;
 
   // A client's start. Resets the automatic restart count.
   void Start(uint32_t timeout_s, Progress progress, Done done);
@@ -178,7 +182,8 @@ class Machine {
   // hypervisor left: "its WHAT change only while it is stopped".
   absl::Status RequireStopped(const std::string& what) const;
   void OnVmExit(const VmExit& exit);
-  void FailStart(const std::string& why);
+  // The start fails with `reason` (common/errors.h) and `why`.
+  void FailStart(const std::string& why, cove::v1::ErrorReason reason = cove::v1::START_FAILED);
   void FinishStart(absl::Status status);
   void FinishStop(absl::Status status);
   void EscalateStop(int phase);

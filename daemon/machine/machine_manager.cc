@@ -5,7 +5,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/api_names.h"
 #include "common/atomic_file.h"
+#include "common/errors.h"
 #include "common/names.h"
 #include "common/paths.h"
 #include "spdlog/spdlog.h"
@@ -45,18 +47,23 @@ absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name
                                                          const ImageInfo& image) {
   if (auto st = ValidateName(name); !st.ok()) return st;
   if (machines_.count(name)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("a machine named '", name,
-                     "' already exists; pick another name or `cove delete ", name, "` first"));
+    return WithReason(absl::AlreadyExistsError(absl::StrCat(
+                          "a machine named '", name,
+                          "' already exists; pick another name or `cove delete ", name, "` first")),
+                      cove::v1::NAME_TAKEN, {{"machine", name}});
   }
   if (image.arch != spec.arch()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image ", image.path, " is for ", image.arch, " but the machine is ", spec.arch(),
-        "; build an image with `cove image build --arch ", spec.arch(), "`"));
+    return WithReason(
+        absl::InvalidArgumentError(absl::StrCat(
+            "image ", image.path, " is for ", image.arch, " but the machine is ", spec.arch(),
+            "; build an image with `cove image build --arch ", spec.arch(), "`")),
+        cove::v1::IMAGE_ARCH_MISMATCH, {{"image", image.path}, {"arch", image.arch}});
   }
   if (spec.disk_bytes() < image.rootfs_size_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("--disk is smaller than the image's root disk (",
-                                                   image.rootfs_size_bytes, " bytes)"));
+    return WithReason(
+        absl::InvalidArgumentError(absl::StrCat("--disk is smaller than the image's root disk (",
+                                                image.rootfs_size_bytes, " bytes)")),
+        cove::v1::INVALID_SPEC, {{"field", "spec.disk_bytes"}});
   }
   const std::string dir = env_.store.dir(name);
   for (const char* sock : {"/qmp.sock", "/agent.sock"}) {
@@ -123,8 +130,10 @@ absl::StatusOr<Machine*> MachineManager::Find(const std::string& name) {
   if (auto st = ValidateName(name); !st.ok()) return st;
   auto it = machines_.find(name);
   if (it == machines_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("no machine named '", name, "'; `cove list` shows the machines there are"));
+    return WithReason(
+        absl::NotFoundError(absl::StrCat("no machine named '", name,
+                                         "'; `cove list` shows the machines there are")),
+        cove::v1::MACHINE_NOT_FOUND, {{"machine", name}});
   }
   return it->second.get();
 }
@@ -141,9 +150,12 @@ void MachineManager::Delete(const std::string& name, bool force, Machine::Done d
     return done(absl::OkStatus());
   }
   if (!force) {
-    return done(absl::FailedPreconditionError(absl::StrCat(
-        "machine '", name, "' is ", state == cove::v1::MACHINE_STATE_RUNNING ? "running" : "busy",
-        "; stop it first (`cove stop ", name, "`) or pass --force")));
+    return done(WithReason(absl::FailedPreconditionError(absl::StrCat(
+                               "machine '", name, "' is ",
+                               state == cove::v1::MACHINE_STATE_RUNNING ? "running" : "busy",
+                               "; stop it first (`cove stop ", name, "`) or pass --force")),
+                           cove::v1::MACHINE_NOT_STOPPED,
+                           {{"machine", name}, {"state", StateName(state)}}));
   }
   m->Stop(/*force=*/true, 0, [](int, const std::string&) {},
           [this, name, done = std::move(done)](absl::Status st) {

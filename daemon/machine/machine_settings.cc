@@ -1,6 +1,7 @@
 // Machine: what `cove set` (the Update RPC) changes, all or nothing.
 #include "absl/strings/str_cat.h"
 #include "common/api_names.h"
+#include "common/errors.h"
 #include "common/sizes.h"
 #include "daemon/forward/port_rules.h"
 #include "daemon/machine/guest_forwards.h"
@@ -38,22 +39,28 @@ absl::Status Machine::RequireStopped(const std::string& what) const {
   const bool down =
       state() == cove::v1::MACHINE_STATE_STOPPED || state() == cove::v1::MACHINE_STATE_ERROR;
   if (down && !boot_) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat("machine '", name(), "' is ", StateName(state()), "; its ", what,
-                   " change only while it is stopped: `cove stop ", name(), "` first"));
+  return Tagged(absl::FailedPreconditionError(absl::StrCat(
+                    "machine '", name(), "' is ", StateName(state()), "; its ", what,
+                    " change only while it is stopped: `cove stop ", name(), "` first")),
+                cove::v1::MACHINE_NOT_STOPPED);
 }
 
 absl::Status Machine::ChangeSpec(
     const std::function<absl::Status(cove::v1::MachineSpec&)>& change,
     const std::function<absl::Status(const cove::v1::MachineSpec&)>& commit) {
   if (!record_.has_spec()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' cannot be changed: ", record_.error()));
+    return Tagged(absl::FailedPreconditionError(
+                      absl::StrCat("machine '", name(), "' cannot be changed: ", record_.error())),
+                  cove::v1::INVALID_SPEC);
   }
   cove::v1::MachineSpec spec = record_.spec();
-  if (auto st = change(spec); !st.ok()) return st;
-  if (auto st = CheckPortSettings(spec); !st.ok()) return st;
-  if (auto st = NormalizeRestart(spec); !st.ok()) return st;
+  if (auto st = change(spec); !st.ok()) return OrReason(st, cove::v1::INVALID_SPEC);
+  if (auto st = CheckPortSettings(spec); !st.ok()) {
+    return OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.port_rules"}});
+  }
+  if (auto st = NormalizeRestart(spec); !st.ok()) {
+    return OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.restart_policy"}});
+  }
   if (commit) {
     if (auto st = commit(spec); !st.ok()) return st;
   }
@@ -96,10 +103,12 @@ absl::Status Machine::ChangeSettings(const Settings& settings) {
           if (settings.disk_bytes) spec.set_disk_bytes(*settings.disk_bytes);
           if (auto st = CheckSizes(spec, host); !st.ok()) return st;
           if (spec.disk_bytes() < disk_before) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "--disk ", FormatSize(spec.disk_bytes()), " is smaller than the disk's ",
-                FormatSize(disk_before),
-                ": a disk only grows (its file system cannot shrink under the guest's data)"));
+            return WithReason(
+                absl::InvalidArgumentError(absl::StrCat(
+                    "--disk ", FormatSize(spec.disk_bytes()), " is smaller than the disk's ",
+                    FormatSize(disk_before),
+                    ": a disk only grows (its file system cannot shrink under the guest's data)")),
+                cove::v1::INVALID_SPEC, {{"field", "spec.disk_bytes"}});
           }
         }
         return absl::OkStatus();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/api_names.h"
+#include "common/errors.h"
 #include "common/sizes.h"
 #include "daemon/image/agent_initrd.h"
 #include "daemon/machine/machine.h"
@@ -67,17 +68,21 @@ void Machine::MaybeRestart(const std::string& why) {
 
 void Machine::BeginStart(uint32_t timeout_s, const std::string& why, Progress progress, Done done) {
   if (state() == cove::v1::MACHINE_STATE_RUNNING) {
-    return done(
-        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already running")));
+    return done(Tagged(
+        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already running")),
+        cove::v1::MACHINE_NOT_STOPPED));
   }
   if (busy() || boot_) {
-    return done(absl::FailedPreconditionError(absl::StrCat(
-        "machine '", name(), "' is ", boot_ && !busy() ? "still shutting down" : StateName(state()),
-        "; wait for that to finish first")));
+    return done(Tagged(absl::FailedPreconditionError(absl::StrCat(
+                           "machine '", name(), "' is ",
+                           boot_ && !busy() ? "still shutting down" : StateName(state()),
+                           "; wait for that to finish first")),
+                       cove::v1::MACHINE_BUSY));
   }
   if (!record_.has_spec()) {
-    return done(absl::FailedPreconditionError(
-        absl::StrCat("machine '", name(), "' cannot start: ", record_.error())));
+    return done(Tagged(absl::FailedPreconditionError(
+                           absl::StrCat("machine '", name(), "' cannot start: ", record_.error())),
+                       cove::v1::INVALID_SPEC));
   }
   start_progress_ = std::move(progress);
   start_done_ = std::move(done);
@@ -302,10 +307,11 @@ void Machine::AccelFailed(const std::string& why) {
   life_check_.Stop();
   const cove::v1::Accel accel = record_.accel_in_use();
   if (!boot_->accel_on_trial) {
-    return FailStart(absl::StrCat(AccelName(accel), " unusable here: ", why,
-                                  "; this machine asks for --accel ", AccelName(accel),
-                                  ", so cove does not fall back: `cove set ", name(),
-                                  " --accel auto` lets it use what works here"));
+    return FailStart(
+        absl::StrCat(AccelName(accel), " unusable here: ", why, "; this machine asks for --accel ",
+                     AccelName(accel), ", so cove does not fall back: `cove set ", name(),
+                     " --accel auto` lets it use what works here"),
+        cove::v1::ACCEL_UNUSABLE);
   }
   boot_->accel_fallback = RecordAccelFailure(why);
   boot_->vm().Kill();  // OnVmExit boots again
@@ -365,12 +371,12 @@ void Machine::BecomeRunning() {
   FinishStart(absl::OkStatus());
 }
 
-void Machine::FailStart(const std::string& why) {
+void Machine::FailStart(const std::string& why, cove::v1::ErrorReason reason) {
   const bool automatic = automatic_start_;
   start_deadline_.Stop();
   SetState(cove::v1::MACHINE_STATE_ERROR, why);
   if (boot_) boot_->vm().Kill();  // OnVmExit cleans up
-  FinishStart(absl::FailedPreconditionError(why));
+  FinishStart(Tagged(absl::FailedPreconditionError(why), reason));
   // A failed automatic restart counts against the limit and tries again.
   if (automatic) MaybeRestart(why);
 }

@@ -2,6 +2,7 @@
 // step by step, each with a deadline: the agent powers the guest off, then
 // the ACPI power button, then QMP quit, then SIGKILL.
 #include "absl/strings/str_cat.h"
+#include "common/errors.h"
 #include "daemon/machine/machine.h"
 
 namespace cove::daemon {
@@ -14,15 +15,17 @@ constexpr uint64_t kKillBudgetMs = 5000;
 
 void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done) {
   if (state() == cove::v1::MACHINE_STATE_STOPPING) {
-    return done(
-        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already stopping")));
+    return done(Tagged(
+        absl::FailedPreconditionError(absl::StrCat("machine '", name(), "' is already stopping")),
+        cove::v1::MACHINE_BUSY));
   }
   const bool pending_restart = restart_timer_.active();
   restart_timer_.Stop();
   record_.set_restarts(0);
   if (!boot_) {
     if (state() == cove::v1::MACHINE_STATE_STARTING) {
-      FinishStart(absl::CancelledError("the start was cancelled by a stop"));
+      FinishStart(Tagged(absl::CancelledError("the start was cancelled by a stop"),
+                         cove::v1::START_FAILED));
       SetState(cove::v1::MACHINE_STATE_STOPPED, "start cancelled");
     }
     progress(cove::v1::STOP_PHASE_STOPPED,
@@ -33,7 +36,8 @@ void Machine::Stop(bool force, uint32_t timeout_s, Progress progress, Done done)
   }
   if (state() == cove::v1::MACHINE_STATE_STARTING) {
     start_deadline_.Stop();
-    FinishStart(absl::CancelledError("the start was cancelled by a stop"));
+    FinishStart(
+        Tagged(absl::CancelledError("the start was cancelled by a stop"), cove::v1::START_FAILED));
   }
   stop_progress_ = std::move(progress);
   stop_done_ = std::move(done);
