@@ -35,7 +35,8 @@ void NetworkReporter::Prepare(Host& host, PollSet& poll) {
   // a session's start reports what is true then.
   if (netlink_.valid()) {
     poll.Add(netlink_.get(), POLLIN, [this](short revents) {
-      if (revents & POLLIN) Drain();
+      // POLLERR: the socket's error (ENOBUFS) waits for a recv to clear it.
+      if (revents & (POLLIN | POLLERR)) Drain();
     });
   }
   if (host.greeted() && due_ms_) poll.WakeBy(*due_ms_);
@@ -44,9 +45,21 @@ void NetworkReporter::Prepare(Host& host, PollSet& poll) {
 void NetworkReporter::Drain() {
   char buf[8192];
   bool any = false;
-  while (recv(netlink_.get(), buf, sizeof buf, 0) > 0) any = true;
-  // ENOBUFS: changes were lost, which only means something changed.
-  if (errno == ENOBUFS) any = true;
+  for (;;) {
+    const ssize_t n = recv(netlink_.get(), buf, sizeof buf, 0);
+    if (n > 0) {
+      any = true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    // ENOBUFS: the kernel dropped changes, which only means something
+    // changed; reading on clears it.
+    if (n < 0 && errno == ENOBUFS) {
+      any = true;
+      continue;
+    }
+    break;  // EAGAIN: drained; anything else: try again next round
+  }
   if (any && !due_ms_) due_ms_ = NowMs() + kSettleMs;
 }
 
