@@ -70,7 +70,17 @@ void RegisterLogs(CLI::App& app, Context& ctx, int& exit_code) {
   cmd->callback([&ctx, &exit_code, name, service, follow, lines]() {
     cove::v1::LogsRequest req;
     req.set_name(*name);
-    req.set_service(*service);
+    if (*service == "console") {
+      req.set_source(cove::v1::LOG_SOURCE_CONSOLE);
+    } else if (*service == "containerd") {
+      req.set_source(cove::v1::LOG_SOURCE_CONTAINERD);
+    } else if (*service == "dockerd") {
+      req.set_source(cove::v1::LOG_SOURCE_DOCKERD);
+    } else {
+      exit_code = Context::Fail(absl::InvalidArgumentError(
+          "unknown service '" + *service + "'; choose console, containerd or dockerd"));
+      return;
+    }
     req.set_follow(*follow);
     req.set_tail_lines(*lines);
     grpc::ClientContext call;

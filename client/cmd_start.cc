@@ -6,6 +6,7 @@
 #include "client/docker_context.h"
 #include "client/output.h"
 #include "client/spec_flags.h"
+#include "common/errors.h"
 
 namespace cove::client {
 namespace {
@@ -31,6 +32,29 @@ std::string PhaseName(cove::v1::StartPhase phase) {
     default:
       return "working";
   }
+}
+
+// Update with the sizes and runtime `req.spec` gives (if any). A machine that
+// does not exist yet is not an error when the start creates it from spec.
+grpc::Status UpdateBeforeStart(Context& ctx, const cove::v1::StartMachineRequest& req) {
+  cove::v1::UpdateMachineRequest update;
+  update.set_name(req.name());
+  const cove::v1::MachineSpec& spec = req.spec();
+  auto* mask = update.mutable_update_mask();
+  if (spec.cpus() != 0) mask->add_paths("cpus");
+  if (spec.memory_bytes() != 0) mask->add_paths("memory_bytes");
+  if (spec.disk_bytes() != 0) mask->add_paths("disk_bytes");
+  if (spec.runtime() != cove::v1::RUNTIME_UNSPECIFIED) mask->add_paths("runtime");
+  if (mask->paths().empty()) return grpc::Status::OK;
+  *update.mutable_spec() = spec;
+  grpc::ClientContext call;
+  cove::v1::Machine out;
+  grpc::Status st = ctx.machines().Update(&call, update, &out);
+  if (!st.ok() && req.create_if_missing() &&
+      ParseErrorDetails(st.error_details()).reason == cove::v1::MACHINE_NOT_FOUND) {
+    return grpc::Status::OK;
+  }
+  return st;
 }
 
 }  // namespace
@@ -88,6 +112,13 @@ void RegisterStart(CLI::App& app, Context& ctx, int& exit_code) {
     req.set_create_if_missing(name->empty() || *name == "default");
     *req.mutable_spec() = *spec;
     req.set_timeout_seconds(*timeout);
+    // Start only starts: sizes and a runtime given to the start of a machine
+    // that exists change it first, as `colima start --memory` does (all or
+    // nothing; refused while it runs).
+    if (auto st = UpdateBeforeStart(ctx, req); !st.ok()) {
+      exit_code = Context::Fail(st);
+      return;
+    }
     exit_code = RunStart(ctx, req, *activate);
   });
 }

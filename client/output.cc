@@ -105,8 +105,8 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       {"error", m.error()},
       {"paths",
        {{"serial_log", m.paths().serial_log()},
-        {"qmp_socket", m.paths().qmp_socket()},
-        {"agent_socket", m.paths().agent_socket()},
+        {"qmp_socket", m.paths().debug_qmp_socket()},
+        {"agent_socket", m.paths().debug_agent_socket()},
         {"disk", m.paths().disk()}}},
       {"sockets", nlohmann::json::object()},
       {"runtime", s.runtime() == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd"},
@@ -122,7 +122,7 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
   j["services"] = nlohmann::json::array();
   for (const auto& svc : m.services()) {
     j["services"].push_back({{"name", svc.name()},
-                             {"state", svc.state()},
+                             {"state", EnumWord(svc.state())},
                              {"pid", svc.pid()},
                              {"restarts", svc.restarts()},
                              {"last_exit", svc.last_exit()}});
@@ -283,7 +283,7 @@ nlohmann::json ForwardJson(const cove::v1::Forward& f) {
   nlohmann::json j = {{"proto", ProtoName(f.proto())}, {"host_ip", f.host_ip()},
                       {"host_port", f.host_port()},    {"guest_ip", f.guest_ip()},
                       {"guest_port", f.guest_port()},  {"state", ForwardStateName(f.state())},
-                      {"static", f.static_()},         {"connections", f.connections()},
+                      {"static", f.static_forward()},  {"connections", f.connections()},
                       {"retries", f.retries()}};
   if (!f.error().empty()) j["error"] = f.error();
   if (!f.holder().empty()) j["holder"] = f.holder();
@@ -297,7 +297,7 @@ std::string ForwardTable(const cove::v1::Machine& m) {
                                     "STATE", "CONNS", "NOTE");
   for (const auto& f : m.forwards()) {
     std::string note = f.error();
-    if (note.empty() && f.static_()) note = "static";
+    if (note.empty() && f.static_forward()) note = "static";
     out += absl::StrFormat("%-5s %-22s %-22s %-10s %5d %s\n", ProtoName(f.proto()),
                            Endpoint(f.host_ip(), f.host_port()),
                            Endpoint(f.guest_ip(), f.guest_port()), ForwardStateName(f.state()),

@@ -1,6 +1,24 @@
 #include "common/api_names.h"
 
+#include <cctype>
+
 namespace cove {
+
+std::string EnumWordOf(const google::protobuf::EnumDescriptor* type, int value) {
+  const google::protobuf::EnumValueDescriptor* v = type->FindValueByNumber(value);
+  if (v == nullptr || value == 0) return "";
+  // The prefix is the enum's name in UPPER_SNAKE (ServiceState: SERVICE_STATE_).
+  std::string prefix;
+  for (char c : type->name()) {
+    if (std::isupper(static_cast<unsigned char>(c)) && !prefix.empty()) prefix += '_';
+    prefix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  prefix += '_';
+  std::string word = v->name();
+  if (word.rfind(prefix, 0) == 0) word = word.substr(prefix.size());
+  for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return word;
+}
 
 const char* StateName(cove::v1::MachineState state) {
   switch (state) {

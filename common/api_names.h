@@ -18,6 +18,16 @@ const char* AccelName(cove::v1::Accel accel);
 const char* ForwardStateName(cove::v1::ForwardState state);
 // "tcp", "udp"; "any" for UNSPECIFIED (in a rule).
 const char* ProtoName(cove::v1::Proto proto);
+// Any cove.v1 enum value as the CLI and its JSON say it: its name without
+// the enum's prefix, lower case (SERVICE_STATE_READY: "ready",
+// LOG_SOURCE_CONSOLE: "console"); "" for UNSPECIFIED or an unknown value.
+// One rule, from the proto itself, for every enum without a function above.
+std::string EnumWordOf(const google::protobuf::EnumDescriptor* type, int value);
+template <typename E>
+std::string EnumWord(E value) {
+  return EnumWordOf(google::protobuf::GetEnumDescriptor<E>(), static_cast<int>(value));
+}
+
 // "127.0.0.1:8080", "[::1]:8080".
 std::string Endpoint(const std::string& ip, uint32_t port);
 

@@ -13,26 +13,25 @@ namespace {
 // DaemonInfo.features: what a client may use, each explained in docs/api.md.
 // Add a name when a feature lands; never rename or reuse one.
 constexpr const char* kApiFeatures[] = {
-    "error-reasons",    // every error has a google.rpc.ErrorInfo (errors.proto)
-    "refresh-guest",    // List/Get refresh_guest: the guest looks again first
-    "guest-network",    // Machine.guest.network
-    "guest-telemetry",  // Machine.guest: memory, PSI, disk, clock
-    "oom-kills",        // Machine.oom_kills, EVENT_KIND_OOM_KILL
-    "exec",             // Machines.Exec with a tty, stdin, env, workdir
-    "logs",             // Machines.Logs: console, containerd, dockerd
-    "port-forwarding",  // automatic forwards, port rules, static forwards
-    "reverse-sockets",  // host sockets inside the guest
-    "mounts",           // host directories (virtiofs, 9p) with host events
-    "runtime-docker",   // RUNTIME_DOCKER besides containerd
-    "foreign-arch",     // whole-machine emulation (--arch) and binfmt
-    "resize",           // cpus, memory, disk while stopped (Update, Start)
-    "restart-policy",   // RESTART_POLICY_ON_FAILURE, autostart
-    "image-import-url", // Images.Import of an http(s) URL with a digest
-    "events",           // Machines.Watch with a snapshot
+    "error-reasons",     // every error has a google.rpc.ErrorInfo (errors.proto)
+    "refresh-guest",     // List/Get refresh_guest: the guest looks again first
+    "guest-network",     // Machine.guest.network
+    "guest-telemetry",   // Machine.guest: memory, PSI, disk, clock
+    "oom-kills",         // Machine.oom_kills, EVENT_KIND_OOM_KILL
+    "exec",              // Machines.Exec with a tty, stdin, env, workdir
+    "logs",              // Machines.Logs: console, containerd, dockerd
+    "port-forwarding",   // automatic forwards, port rules, static forwards
+    "reverse-sockets",   // host sockets inside the guest
+    "mounts",            // host directories (virtiofs, 9p) with host events
+    "runtime-docker",    // RUNTIME_DOCKER besides containerd
+    "foreign-arch",      // whole-machine emulation (--arch) and binfmt
+    "resize",            // cpus, memory, disk while stopped (Update)
+    "restart-policy",    // RESTART_POLICY_ON_FAILURE, autostart
+    "image-import-url",  // Images.Import of an http(s) URL with a digest
+    "events",            // Machines.Watch with a snapshot
 };
 
 }  // namespace
-
 
 grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::GetInfoRequest* req,
                                     cove::v1::DaemonInfo* resp) {
@@ -53,7 +52,7 @@ grpc::Status DaemonService::GetInfo(grpc::ServerContext* ctx, const cove::v1::Ge
   // Waits for the accelerator probe if it is still running (seconds at most).
   auto done = std::make_shared<Channel<absl::StatusOr<AccelReport>>>(1);
   loop_.Post([this, done, reprobe = req->reprobe_accels()]() {
-    auto reply = [done](absl::StatusOr<AccelReport> r) { done->Push(r, true); };
+    auto reply = [done](absl::StatusOr<AccelReport> r) { done->Push(std::move(r), true); };
     if (reprobe) {
       accel_.Reprobe(host_.arch, reply);
     } else {

@@ -16,7 +16,7 @@ class DaemonService final : public cove::v1::Daemon::Service {
       : loop_(loop),
         accel_(accel),
         auth_(auth),
-        host_(host),
+        host_(std::move(host)),
         home_(std::move(home)),
         socket_(std::move(socket)) {}
 

@@ -20,7 +20,9 @@ constexpr uint32_t kDefaultTailLines = 200;
 constexpr std::chrono::seconds kWaitForAgent(10);
 
 absl::Status ValidateExecStart(const cove::v1::ExecStart& start) {
-  if (auto st = ValidateName(start.name()); !st.ok()) return st;
+  if (auto st = ValidateName(start.name()); !st.ok()) {
+    return OrReason(st, cove::v1::INVALID_NAME, {{"field", "name"}});
+  }
   if (start.argv().empty() || start.argv(0).empty()) {
     return absl::InvalidArgumentError("no command given: pass the command after `--`");
   }
@@ -191,13 +193,22 @@ grpc::Status MachinesService::Exec(
 grpc::Status MachinesService::Logs(grpc::ServerContext* ctx, const cove::v1::LogsRequest* req,
                                    grpc::ServerWriter<cove::v1::LogsResponse>* writer) {
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
-  if (auto st = ValidateName(req->name()); !st.ok()) return ToGrpc(st);
-  const std::string service = req->service().empty() ? "console" : req->service();
-  if (service == "console") return ConsoleLogs(ctx, *req, writer);
-  if (service != "containerd" && service != "dockerd") {
-    return Error(
-        cove::v1::INVALID_REQUEST, grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("unknown service '", service, "'; choose console, containerd or dockerd"));
+  if (auto st = ValidateName(req->name()); !st.ok()) {
+    return ToGrpc(OrReason(st, cove::v1::INVALID_NAME, {{"field", "name"}}));
+  }
+  const cove::v1::LogSource source = req->source();
+  if (source == cove::v1::LOG_SOURCE_UNSPECIFIED || source == cove::v1::LOG_SOURCE_CONSOLE) {
+    return ConsoleLogs(ctx, *req, writer);
+  }
+  const std::string service = source == cove::v1::LOG_SOURCE_CONTAINERD ? "containerd"
+                              : source == cove::v1::LOG_SOURCE_DOCKERD  ? "dockerd"
+                                                                        : "";
+  if (service.empty()) {
+    return Error(cove::v1::INVALID_REQUEST, grpc::StatusCode::INVALID_ARGUMENT,
+                 absl::StrCat("unknown log source ", static_cast<int>(source),
+                              "; choose LOG_SOURCE_CONSOLE, LOG_SOURCE_CONTAINERD or "
+                              "LOG_SOURCE_DOCKERD"),
+                 {{"field", "source"}});
   }
   const uint32_t lines = req->tail_lines() ? req->tail_lines() : kDefaultTailLines;
   cove::v1::ExecStart start;

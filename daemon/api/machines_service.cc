@@ -94,10 +94,13 @@ absl::StatusOr<cove::v1::Machine> MachinesService::DoCreate(const std::string& n
   }
   auto image = images_.Resolve(spec->image(), spec->arch(), /*verify_digests=*/true);
   if (!image.ok()) {
-    const auto reason = absl::IsNotFound(image.status())          ? cove::v1::IMAGE_NOT_FOUND
-                        : absl::IsInvalidArgument(image.status()) ? cove::v1::IMAGE_ARCH_MISMATCH
-                                                                  : cove::v1::HOST_ERROR;
-    return OrReason(image.status(), reason, {{"image", spec->image()}});
+    if (absl::IsNotFound(image.status())) {
+      return OrReason(image.status(), cove::v1::IMAGE_NOT_FOUND, {{"image", spec->image()}});
+    }
+    if (absl::IsInvalidArgument(image.status())) {
+      return OrReason(image.status(), cove::v1::INVALID_SPEC, {{"field", "spec.image"}});
+    }
+    return OrReason(image.status(), cove::v1::HOST_ERROR, {{"image", spec->image()}});
   }
   auto created = loop_.Call<absl::StatusOr<cove::v1::Machine>>(
       [this, name, spec = *spec, image = *image]() { return manager_.Create(name, spec, image); });
@@ -122,13 +125,11 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
   if (auto st = ValidateName(req->name()); !st.ok()) {
     return ToGrpc(OrReason(st, cove::v1::INVALID_NAME, {{"field", "name"}}));
   }
-  bool created = false;
   if (req->create_if_missing()) {
     auto exists =
         loop_.Call<bool>([this, name = req->name()]() { return manager_.Find(name).ok(); });
     if (!exists.ok()) return ToGrpc(exists.status());
     if (!*exists) {
-      created = true;
       cove::v1::StartMachineResponse r;
       r.set_phase(cove::v1::START_PHASE_CREATING);
       r.set_message("creating machine '" + req->name() + "'");
@@ -139,26 +140,11 @@ grpc::Status MachinesService::Start(grpc::ServerContext* ctx,
       }
     }
   }
+  // Start only starts: sizes and the runtime change through Update.
   const uint32_t timeout = req->timeout_seconds();
-  const cove::v1::Runtime runtime = req->spec().runtime();
-  // Sizes given to the start of a machine that exists resize it first, as
-  // `colima start --memory` does (all or nothing; refused while it runs).
-  Machine::Settings sizes;
-  if (!created) {
-    if (req->spec().cpus() != 0) sizes.cpus = req->spec().cpus();
-    if (req->spec().memory_bytes() != 0) sizes.memory_bytes = req->spec().memory_bytes();
-    if (req->spec().disk_bytes() != 0) sizes.disk_bytes = req->spec().disk_bytes();
-  }
-  const bool resize = sizes.cpus || sizes.memory_bytes || sizes.disk_bytes;
   return StreamOperation<cove::v1::StartMachineResponse, cove::v1::StartPhase>(
       loop_, ctx, writer, manager_, req->name(),
-      [timeout, runtime, sizes, resize](Machine* m, Machine::Progress p, Machine::Done d) {
-        if (resize) {
-          if (auto st = m->ChangeSettings(sizes); !st.ok()) return d(st);
-        }
-        if (runtime != cove::v1::RUNTIME_UNSPECIFIED) {
-          if (auto st = m->SetRuntime(runtime); !st.ok()) return d(st);
-        }
+      [timeout](Machine* m, Machine::Progress p, Machine::Done d) {
         m->Start(timeout, std::move(p), std::move(d));
       });
 }
@@ -260,7 +246,8 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
                  {{"field", "update_mask"}});
   }
   Machine::Settings settings;
-  bool restart = false, max_restarts = false;
+  bool restart = false, max_restarts = false, mounts = false, no_mounts = false;
+  std::optional<cove::v1::Runtime> runtime;
   for (const std::string& path : req->update_mask().paths()) {
     if (path == "port_rules") {
       settings.port_rules = in.port_rules();
@@ -270,6 +257,14 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       max_restarts = true;
     } else if (path == "autostart") {
       settings.autostart = in.autostart();
+    } else if (path == "runtime") {
+      runtime = in.runtime() == cove::v1::RUNTIME_UNSPECIFIED ? cove::v1::RUNTIME_CONTAINERD
+                                                              : in.runtime();
+      if (*runtime != cove::v1::RUNTIME_CONTAINERD && *runtime != cove::v1::RUNTIME_DOCKER) {
+        return Error(cove::v1::INVALID_SPEC, grpc::StatusCode::INVALID_ARGUMENT,
+                     "unknown runtime; use RUNTIME_CONTAINERD or RUNTIME_DOCKER",
+                     {{"field", "spec.runtime"}});
+      }
     } else if (path == "accel") {
       settings.accel = in.accel();
     } else if (path == "no_foreign_binaries") {
@@ -280,16 +275,14 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       settings.memory_bytes = in.memory_bytes();
     } else if (path == "disk_bytes") {
       settings.disk_bytes = in.disk_bytes();
-    } else if (path == "mounts" || path == "no_mounts") {
-      // Resolved here, off the loop: it looks at the host's file system.
-      cove::v1::MachineSpec resolved;
-      *resolved.mutable_mounts() = in.mounts();
-      resolved.set_no_mounts(in.no_mounts());
-      if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) {
-        return ToGrpc(OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.mounts"}}));
-      }
-      settings.mounts = resolved.mounts();
-      settings.no_mounts = resolved.no_mounts();
+    } else if (path == "mounts") {
+      mounts = true;
+    } else if (path == "no_mounts") {
+      no_mounts = true;
+    } else if (path == "static_forwards") {
+      return Error(cove::v1::FIELD_IMMUTABLE, grpc::StatusCode::INVALID_ARGUMENT,
+                   "static forwards change one at a time: use AddForward and RemoveForward",
+                   {{"field", path}});
     } else if (cove::v1::MachineSpec::descriptor()->FindFieldByName(path) != nullptr) {
       return Error(cove::v1::FIELD_IMMUTABLE, grpc::StatusCode::INVALID_ARGUMENT,
                    "'" + path + "' cannot change on an existing machine; create another machine",
@@ -298,14 +291,25 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       return Error(cove::v1::UNKNOWN_FIELD_PATH, grpc::StatusCode::INVALID_ARGUMENT,
                    "update_mask names '" + path +
                        "', which is no MachineSpec field; use cpus, memory_bytes, disk_bytes, "
-                       "accel, port_rules, restart, max_restarts, autostart, mounts, no_mounts or "
-                       "no_foreign_binaries",
+                       "accel, port_rules, restart, max_restarts, autostart, mounts, no_mounts, "
+                       "no_foreign_binaries or runtime",
                    {{"field", path}});
     }
   }
+  if (mounts) {
+    // Resolved here, off the loop: it looks at the host's file system. With
+    // only no_mounts in the mask, the mounts stay as they are (in the loop).
+    cove::v1::MachineSpec resolved;
+    *resolved.mutable_mounts() = in.mounts();
+    resolved.set_no_mounts(in.no_mounts());
+    if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) {
+      return ToGrpc(OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.mounts"}}));
+    }
+    settings.mounts = resolved.mounts();
+  }
   return ChangeMachine(
       ctx, req->name(),
-      [settings, restart, max_restarts, in](Machine& m) mutable {
+      [settings, restart, max_restarts, runtime, mounts, no_mounts, in](Machine& m) mutable {
         // The policy and its limit are one setting: a path for either keeps
         // the other as it is.
         if (restart || max_restarts) {
@@ -313,7 +317,22 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
           settings.restart = std::make_pair(restart ? in.restart() : now.restart(),
                                             max_restarts ? in.max_restarts() : now.max_restarts());
         }
-        return m.ChangeSettings(settings);
+        // The list and "none at all" are one setting, as above.
+        if (mounts || no_mounts) {
+          const cove::v1::MachineSpec& now = m.view().spec();
+          if (!mounts) settings.mounts = now.mounts();
+          // A new list of mounts without no_mounts in the mask means them.
+          settings.no_mounts = no_mounts                        ? in.no_mounts()
+                               : mounts && !in.mounts().empty() ? false
+                                                                : now.no_mounts();
+        }
+        // Checked before anything changes: switching the runtime needs a
+        // stopped machine (SetRuntime refuses, changing nothing).
+        if (runtime && *runtime != m.view().spec().runtime() && !m.RequireStopped("runtime").ok()) {
+          return m.SetRuntime(*runtime);
+        }
+        if (auto st = m.ChangeSettings(settings); !st.ok()) return st;
+        return runtime ? m.SetRuntime(*runtime) : absl::OkStatus();
       },
       resp);
 }

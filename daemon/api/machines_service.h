@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "cove/v1/machines.grpc.pb.h"
 #include "daemon/api/peer_auth.h"
@@ -27,7 +28,7 @@ class MachinesService final : public cove::v1::Machines::Service {
         images_(images),
         events_(events),
         auth_(auth),
-        host_(host) {}
+        host_(std::move(host)) {}
 
   grpc::Status Create(grpc::ServerContext* ctx, const cove::v1::CreateMachineRequest* req,
                       cove::v1::Machine* resp) override;

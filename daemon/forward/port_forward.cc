@@ -73,7 +73,7 @@ cove::v1::Forward PortForward::Info() const {
   f.set_state(state_);
   f.set_error(error_);
   f.set_holder(holder_);
-  f.set_static_(target_.is_static);
+  f.set_static_forward(target_.is_static);
   f.set_connections(static_cast<uint32_t>(
       key_.proto == cove::v1::PROTO_UDP ? udp_sessions_.size() : (conns_ ? conns_->size() : 0)));
   f.set_retries(retries_);

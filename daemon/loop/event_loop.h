@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/errors.h"
 
 namespace cove::daemon {
 
@@ -84,7 +85,8 @@ absl::StatusOr<T> EventLoop::Call(std::function<T()> fn, std::chrono::millisecon
   auto promise = std::make_shared<std::promise<T>>();
   std::future<T> result = promise->get_future();
   if (!Post([promise, fn = std::move(fn)]() { promise->set_value(fn()); })) {
-    return absl::UnavailableError("coved is shutting down or overloaded; try again");
+    return WithReason(absl::UnavailableError("coved is shutting down or overloaded; try again"),
+                      cove::v1::SHUTTING_DOWN);
   }
   if (result.wait_for(timeout) != std::future_status::ready) {
     return absl::DeadlineExceededError("coved did not answer in time; see coved.log");

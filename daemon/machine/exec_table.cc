@@ -1,5 +1,7 @@
 #include "daemon/machine/exec_table.h"
 
+#include "common/errors.h"
+
 namespace cove::daemon {
 
 absl::StatusOr<std::shared_ptr<ExecSession>> ExecTable::Start(
@@ -7,7 +9,10 @@ absl::StatusOr<std::shared_ptr<ExecSession>> ExecTable::Start(
   std::erase_if(execs_, [](const auto& kv) { return kv.second->finished(); });
   auto session = std::make_shared<ExecSession>(agent_, std::move(output));
   std::string error;
-  if (!session->Begin(start, &error)) return absl::UnavailableError(error);
+  if (!session->Begin(start, &error)) {
+    return WithReason(absl::UnavailableError(error), cove::v1::AGENT_UNAVAILABLE,
+                      {{"machine", start.name()}});
+  }
   execs_[session->stream_id()] = session;
   return session;
 }

@@ -143,7 +143,7 @@ void Machine::Persist() {
 
 void Machine::BeginBoot(std::unique_ptr<VmInstance> vm) {
   auto link = std::make_unique<AgentLink>(
-      env_.loop, name(), record_.paths().agent_socket(),
+      env_.loop, name(), record_.paths().debug_agent_socket(),
       AgentLink::Callbacks{
           .on_hello = [this](const cove::agent::v1::Hello& h) { OnHello(h); },
           .on_lost =
@@ -352,7 +352,8 @@ void Machine::Adopt() {
 
 void Machine::RemoveRunFiles() const {
   // qemu removes its pid file only when it exits cleanly.
-  std::vector<std::string> paths = {record_.paths().qmp_socket(), record_.paths().agent_socket(),
+  std::vector<std::string> paths = {record_.paths().debug_qmp_socket(),
+                                    record_.paths().debug_agent_socket(),
                                     record_.dir() + "/qemu.pid"};
   for (const auto& s : RuntimeFactsOf(cove::v1::RUNTIME_DOCKER).sockets) {
     paths.push_back(absl::StrCat(record_.dir(), "/", s.name, ".sock"));

@@ -109,6 +109,10 @@ class Machine {
     std::optional<uint64_t> disk_bytes;
   };
   absl::Status ChangeSettings(const Settings& settings);
+  // FAILED_PRECONDITION (MACHINE_NOT_STOPPED) unless the machine is stopped
+  // (or failed) with no hypervisor left: "its WHAT change only while it is
+  // stopped".
+  absl::Status RequireStopped(const std::string& what) const;
   absl::Status AddStaticForward(const cove::v1::StaticForward& forward);
   absl::Status RemoveStaticForward(const cove::v1::StaticForward& forward);
   void Stop(bool force, uint32_t timeout_s, Progress progress, Done done);
@@ -178,9 +182,6 @@ class Machine {
   absl::Status ChangeSpec(
       const std::function<absl::Status(cove::v1::MachineSpec&)>& change,
       const std::function<absl::Status(const cove::v1::MachineSpec&)>& commit = nullptr);
-  // FAILED_PRECONDITION unless the machine is stopped (or failed) with no
-  // hypervisor left: "its WHAT change only while it is stopped".
-  absl::Status RequireStopped(const std::string& what) const;
   void OnVmExit(const VmExit& exit);
   // The start fails with `reason` (common/errors.h) and `why`.
   void FailStart(const std::string& why, cove::v1::ErrorReason reason = cove::v1::START_FAILED);

@@ -98,8 +98,8 @@ absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name
   *record.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
   auto* paths = record.mutable_paths();
   paths->set_serial_log(dir + "/serial.log");
-  paths->set_qmp_socket(dir + "/qmp.sock");
-  paths->set_agent_socket(dir + "/agent.sock");
+  paths->set_debug_qmp_socket(dir + "/qmp.sock");
+  paths->set_debug_agent_socket(dir + "/agent.sock");
   paths->set_disk(dir + "/disk.qcow2");
 
   // machine.json goes into the staging directory; it names the final paths.
@@ -127,7 +127,9 @@ absl::StatusOr<cove::v1::Machine> MachineManager::Create(const std::string& name
 }
 
 absl::StatusOr<Machine*> MachineManager::Find(const std::string& name) {
-  if (auto st = ValidateName(name); !st.ok()) return st;
+  if (auto st = ValidateName(name); !st.ok()) {
+    return OrReason(st, cove::v1::INVALID_NAME, {{"field", "name"}});
+  }
   auto it = machines_.find(name);
   if (it == machines_.end()) {
     return WithReason(
@@ -154,7 +156,8 @@ void MachineManager::Delete(const std::string& name, bool force, Machine::Done d
                                "machine '", name, "' is ",
                                state == cove::v1::MACHINE_STATE_RUNNING ? "running" : "busy",
                                "; stop it first (`cove stop ", name, "`) or pass --force")),
-                           cove::v1::MACHINE_NOT_STOPPED,
+                           state == cove::v1::MACHINE_STATE_RUNNING ? cove::v1::MACHINE_NOT_STOPPED
+                                                                    : cove::v1::MACHINE_BUSY,
                            {{"machine", name}, {"state", StateName(state)}}));
   }
   m->Stop(/*force=*/true, 0, [](int, const std::string&) {},

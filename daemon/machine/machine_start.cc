@@ -216,8 +216,8 @@ LaunchSpec Machine::MakeLaunchSpec(cove::v1::Accel accel, const std::string& cpu
   spec.initrd = dir + "/initrd.img";
   spec.disk = record_.paths().disk();
   spec.serial_log = record_.paths().serial_log();
-  spec.qmp_socket = record_.paths().qmp_socket();
-  spec.agent_socket = record_.paths().agent_socket();
+  spec.qmp_socket = record_.paths().debug_qmp_socket();
+  spec.agent_socket = record_.paths().debug_agent_socket();
   spec.pid_file = dir + "/qemu.pid";
   spec.hypervisor_log = dir + "/qemu.log";
   auto image = env_.images.Load(record_.image().path(), false);

@@ -33,12 +33,12 @@ std::optional<absl::Status> RuntimeServices::Readiness() const {
 }
 
 void RuntimeServices::OnServiceStatus(const cove::agent::v1::ServiceStatus& status) {
-  static constexpr const char* kStateNames[] = {"unknown", "starting", "ready", "restarting",
-                                                "stopped"};
-  const int state_index = status.state();
   cove::v1::ServiceInfo info;
   info.set_name(BoundedGuestText(status.name()));
-  info.set_state(state_index >= 0 && state_index <= 4 ? kStateNames[state_index] : "unknown");
+  // The agent's values are the API's, one for one.
+  info.set_state(cove::v1::ServiceState_IsValid(status.state())
+                     ? static_cast<cove::v1::ServiceState>(status.state())
+                     : cove::v1::SERVICE_STATE_UNSPECIFIED);
   info.set_pid(status.pid());
   info.set_restarts(status.restarts());
   info.set_last_exit(BoundedGuestText(status.last_exit()));

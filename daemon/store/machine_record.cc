@@ -177,11 +177,17 @@ void CopyImage(const From& in, To& out) {
   out.set_rootfs_sha256(in.rootfs_sha256());
 }
 
-template <typename From, typename To>
-void CopyPaths(const From& in, To& out) {
+void CopyPaths(const cove::v1::MachinePaths& in, cove::store::v1::Paths& out) {
   out.set_serial_log(in.serial_log());
-  out.set_qmp_socket(in.qmp_socket());
-  out.set_agent_socket(in.agent_socket());
+  out.set_qmp_socket(in.debug_qmp_socket());
+  out.set_agent_socket(in.debug_agent_socket());
+  out.set_disk(in.disk());
+}
+
+void CopyPaths(const cove::store::v1::Paths& in, cove::v1::MachinePaths& out) {
+  out.set_serial_log(in.serial_log());
+  out.set_debug_qmp_socket(in.qmp_socket());
+  out.set_debug_agent_socket(in.agent_socket());
   out.set_disk(in.disk());
 }
 

@@ -22,7 +22,10 @@ targets=(
   "agent_link_fuzz tests/fuzz/agent_link_guest.cc tests/fuzz/agent_link_seeds.cc
     daemon/agent/agent_link.cc daemon/loop/event_loop.cc daemon/loop/unix_stream.cc
     daemon/forward/port_rules.cc common/api_names.cc common/stream_mux.cc common/link_frame.cc
-    gen/cove/agent/v1/agent.pb.cc gen/cove/v1/machines.pb.cc"
+    common/errors.cc gen/cove/agent/v1/agent.pb.cc gen/cove/v1/machines.pb.cc
+    gen/cove/v1/machine.pb.cc gen/cove/v1/forwards.pb.cc gen/cove/v1/events.pb.cc
+    gen/cove/v1/exec.pb.cc gen/cove/v1/errors.pb.cc gen/google/rpc/status.pb.cc
+    gen/google/rpc/error_details.pb.cc"
   "link_frame_fuzz common/link_frame.cc"
   "qmp_stream_fuzz daemon/driver/qemu/qmp_stream.cc"
   "size_name_fuzz common/sizes.cc common/names.cc"
@@ -61,7 +64,10 @@ generate() {
   command -v protoc >/dev/null ||
     die "protoc not found; install it (Debian: apt-get install protobuf-compiler libprotobuf-dev)"
   mkdir -p "$gen/common"
-  for proto in cove/agent/v1/agent.proto cove/v1/machines.proto; do
+  # machines.proto and what it imports; common/errors.cc's.
+  for proto in cove/agent/v1/agent.proto cove/v1/machines.proto cove/v1/machine.proto \
+    cove/v1/forwards.proto cove/v1/events.proto cove/v1/exec.proto cove/v1/errors.proto \
+    google/rpc/status.proto google/rpc/error_details.proto; do
     if [ "$src/proto/$proto" -nt "$gen/${proto%.proto}.pb.cc" ]; then
       protoc --proto_path="$src/proto" --cpp_out="$gen" "$src/proto/$proto"
     fi

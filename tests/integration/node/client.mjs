@@ -2,7 +2,8 @@
 // machines, watches events, sees a machine it creates appear, switches on
 // the reasons of coved's errors (google.rpc.ErrorInfo in the
 // grpc-status-details-bin trailer), changes one setting through a FieldMask,
-// boots the machine and sees a conflicting start refused with its reason.
+// boots the machine and sees an Update that needs a stopped machine, and a
+// delete of a running one, refused with their reasons.
 // Usage: node client.mjs PROTO_DIR SOCKET IMAGE_DIR
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
@@ -129,7 +130,8 @@ if ((await call(machines, 'Get', { name: 'from-node' })).spec.cpus !== 2) {
   fail('a refused update changed the machine');
 }
 
-// Boot it; then a start that would resize it is refused with its reason.
+// Boot it; then a resize, which needs a stopped machine, is refused with its
+// reason (as `cove start NAME --memory` does: Update, then Start).
 const start = (req) => new Promise((resolve, reject) => {
   const stream = machines.Start(req, { deadline: Date.now() + 240000 });
   let last;
@@ -141,11 +143,29 @@ const begun = Date.now();
 const ran = await start({ name: 'from-node' });
 if (ran?.machine?.state !== 'MACHINE_STATE_RUNNING') fail(`start ended with ${JSON.stringify(ran)}`);
 console.log(`running after ${Date.now() - begun} ms`);
-info2 = await expectReason(start({ name: 'from-node', spec: { memory_bytes: String(2 * 1024 ** 3) } }),
-  'Start of a running machine with a new size', grpc.status.FAILED_PRECONDITION, 'MACHINE_NOT_STOPPED');
+info2 = await expectReason(call(machines, 'Update', {
+  name: 'from-node', spec: { memory_bytes: String(2 * 1024 ** 3) }, update_mask: { paths: ['memory_bytes'] },
+}), 'Update the memory of a running machine', grpc.status.FAILED_PRECONDITION, 'MACHINE_NOT_STOPPED');
 if (info2.metadata.machine !== 'from-node' || info2.metadata.state !== 'running') {
   fail(`metadata: ${JSON.stringify(info2.metadata)}`);
 }
+info2 = await expectReason(start({ name: 'from-node' }), 'Start of a running machine',
+  grpc.status.FAILED_PRECONDITION, 'MACHINE_NOT_STOPPED');
+if (info2.metadata.machine !== 'from-node' || info2.metadata.state !== 'running') {
+  fail(`metadata: ${JSON.stringify(info2.metadata)}`);
+}
+// Logs name their source with an enum.
+const logs = await new Promise((resolve, reject) => {
+  const chunks = [];
+  const stream = machines.Logs({ name: 'from-node', source: 'LOG_SOURCE_CONSOLE', tail_lines: 5 });
+  stream.on('data', (r) => chunks.push(r.data));
+  stream.on('error', reject);
+  stream.on('end', () => resolve(Buffer.concat(chunks).toString()));
+});
+if (!logs.length) fail('no console log');
+const got = await call(machines, 'Get', { name: 'from-node' });
+const containerd = got.services.find((s) => s.name === 'containerd');
+if (containerd?.state !== 'SERVICE_STATE_READY') fail(`containerd: ${JSON.stringify(containerd)}`);
 await expectReason(call(machines, 'Delete', { name: 'from-node', force: false }),
   'Delete a running machine', grpc.status.FAILED_PRECONDITION, 'MACHINE_NOT_STOPPED');
 await new Promise((resolve, reject) => {

@@ -112,8 +112,8 @@ TEST_CASE("a format-0 machine.json of a created machine loads whole", "[store]")
   CHECK(m->image().rootfs_sha256() ==
         "f11a7b9ed61d59efea0840a12dca41f78154fe6ce8e81d482c5b946193c3adb7");
   CHECK(m->paths().serial_log() == "/tmp/cove-fixture-home/machines/t2/serial.log");
-  CHECK(m->paths().qmp_socket() == "/tmp/cove-fixture-home/machines/t2/qmp.sock");
-  CHECK(m->paths().agent_socket() == "/tmp/cove-fixture-home/machines/t2/agent.sock");
+  CHECK(m->paths().debug_qmp_socket() == "/tmp/cove-fixture-home/machines/t2/qmp.sock");
+  CHECK(m->paths().debug_agent_socket() == "/tmp/cove-fixture-home/machines/t2/agent.sock");
   CHECK(m->paths().disk() == "/tmp/cove-fixture-home/machines/t2/disk.qcow2");
   CHECK(m->pid() == 0);
   CHECK(m->restarts() == 0);
@@ -178,7 +178,7 @@ TEST_CASE("a format-0 machine.json of a running machine keeps what re-adoption n
   CHECK(m->spec().no_mounts());
   CHECK(m->spec().mounts().empty());
   CHECK_FALSE(m->spec().no_foreign_binaries());
-  CHECK(m->paths().agent_socket() == "/tmp/cove-fixture-home/machines/t1/agent.sock");
+  CHECK(m->paths().debug_agent_socket() == "/tmp/cove-fixture-home/machines/t1/agent.sock");
 
   REQUIRE(m->oom_kills_size() == 2);
   const cove::v1::OomKill& all = m->oom_kills(0);

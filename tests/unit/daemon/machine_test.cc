@@ -1,11 +1,11 @@
 // Machine state transitions with a fake driver: the failure paths that a
 // real VM cannot be made to take on demand. The happy path (boot, agent
 // hello, stop) is tested for real in tests/integration.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <filesystem>
-#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <thread>
@@ -67,7 +67,8 @@ class FakeDriver : public Driver {
                                                 const std::string&, bool) const override {
     AccelReport report;
     if (kvm_usable) {
-      report.verdicts.push_back({.accel = cove::v1::ACCEL_KVM, .usable = true, .reason = "", .cpu = "host"});
+      report.verdicts.push_back(
+          {.accel = cove::v1::ACCEL_KVM, .usable = true, .reason = "", .cpu = "host"});
     }
     report.verdicts.push_back({.accel = cove::v1::ACCEL_TCG, .usable = true});
     report.ChooseAuto();
