@@ -28,7 +28,7 @@ void RegisterExec(CLI::App& app, Context& ctx, int& exit_code) {
     const bool terminal = isatty(0) && isatty(1);
     o.tty = !*no_tty && (*force_tty || terminal);
     if (o.tty && !isatty(0)) {
-      std::fprintf(stderr, "cove: --tty needs stdin to be a terminal\n");
+      std::cerr << "cove: --tty needs stdin to be a terminal\n";
       exit_code = 2;
       return;
     }

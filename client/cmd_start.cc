@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/str_format.h"
 #include "client/cmd_lifecycle.h"
 #include "client/commands.h"
 #include "client/docker_context.h"
@@ -77,11 +78,11 @@ int RunStart(Context& ctx, const cove::v1::StartMachineRequest& req, bool activa
   if (ctx.json) {
     std::cout << MachineJson(machine).dump(2) << "\n";
   } else {
-    std::fprintf(stderr, "%s: running (runtime ready %.1fs after qemu started)\n",
-                 machine.name().c_str(), machine.guest().start_to_ready_ms() / 1000.0);
+    std::cerr << absl::StrFormat("%s: running (runtime ready %.1fs after qemu started)\n",
+                                 machine.name(), machine.guest().start_to_ready_ms() / 1000.0);
     if (!machine.sockets().containerd().empty()) {
-      std::fprintf(stderr, "%s: containerd socket %s\n", machine.name().c_str(),
-                   machine.sockets().containerd().c_str());
+      std::cerr << machine.name() << ": containerd socket " << machine.sockets().containerd()
+                << "\n";
     }
   }
   EnsureDockerContext(machine, activate);

@@ -17,10 +17,10 @@ using Clock = std::chrono::steady_clock;
 // Runs a machine operation on the loop and streams its progress to `writer`:
 // `Resp` messages built by `make_phase`, then the machine, then the status.
 template <typename Resp, typename PhaseEnum>
-grpc::Status StreamOperation(EventLoop& loop, grpc::ServerContext* ctx,
-                             grpc::ServerWriter<Resp>* writer, MachineManager& manager,
-                             const std::string& name,
-                             std::function<void(Machine*, Machine::Progress, Machine::Done)> op) {
+grpc::Status StreamOperation(
+    EventLoop& loop, grpc::ServerContext* ctx, grpc::ServerWriter<Resp>* writer,
+    MachineManager& manager, const std::string& name,
+    const std::function<void(Machine*, Machine::Progress, Machine::Done)>& op) {
   using Item = std::variant<Resp, absl::Status>;
   auto channel = std::make_shared<Channel<Item>>(256);
   const auto begun = Clock::now();
@@ -168,7 +168,7 @@ grpc::Status MachinesService::Delete(grpc::ServerContext* ctx,
   if (auto st = auth_.Check(ctx); !st.ok()) return st;
   auto done = std::make_shared<Channel<absl::Status>>(1);
   if (!loop_.Post([this, name = req->name(), force = req->force(), done]() {
-        manager_.Delete(name, force, [done](absl::Status st) { done->Push(st, true); });
+        manager_.Delete(name, force, [done](absl::Status st) { done->Push(std::move(st), true); });
       })) {
     return Error(cove::v1::SHUTTING_DOWN, grpc::StatusCode::UNAVAILABLE, "coved is shutting down");
   }
@@ -296,43 +296,53 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
                    {{"field", path}});
     }
   }
-  if (mounts) {
-    // Resolved here, off the loop: it looks at the host's file system. With
-    // only no_mounts in the mask, the mounts stay as they are (in the loop).
-    cove::v1::MachineSpec resolved;
-    *resolved.mutable_mounts() = in.mounts();
-    resolved.set_no_mounts(in.no_mounts());
-    if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) {
-      return ToGrpc(OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.mounts"}}));
+  // Mounts: the list and "none at all" are one setting. Resolved here, off
+  // the loop (it looks at the host's file system); what the mask leaves out
+  // comes from the machine, in the loop.
+  std::optional<google::protobuf::RepeatedPtrField<cove::v1::Mount>> new_list, home_list;
+  if (mounts || no_mounts) {
+    if (no_mounts && in.no_mounts() && mounts && !in.mounts().empty()) {
+      return Error(cove::v1::INVALID_SPEC, grpc::StatusCode::INVALID_ARGUMENT,
+                   "no_mounts with a list of mounts: give one or the other",
+                   {{"field", "spec.mounts"}});
     }
-    settings.mounts = resolved.mounts();
+    // The new list, or the home for "no_mounts false" alone (used when the
+    // machine had none).
+    const bool home = no_mounts && !in.no_mounts() && !mounts;
+    if (mounts || home) {
+      cove::v1::MachineSpec resolved;
+      if (mounts) *resolved.mutable_mounts() = in.mounts();
+      if (auto st = ResolveMounts(resolved, host_.user_home); !st.ok()) {
+        return ToGrpc(OrReason(st, cove::v1::INVALID_SPEC, {{"field", "spec.mounts"}}));
+      }
+      (mounts ? new_list : home_list) = resolved.mounts();
+    }
   }
+  settings.runtime = runtime;
   return ChangeMachine(
       ctx, req->name(),
-      [settings, restart, max_restarts, runtime, mounts, no_mounts, in](Machine& m) mutable {
+      [settings, restart, max_restarts, mounts, no_mounts, new_list, home_list,
+       in](Machine& m) mutable {
+        const cove::v1::MachineSpec& now = m.spec();
         // The policy and its limit are one setting: a path for either keeps
         // the other as it is.
         if (restart || max_restarts) {
-          const cove::v1::MachineSpec& now = m.view().spec();
           settings.restart = std::make_pair(restart ? in.restart() : now.restart(),
                                             max_restarts ? in.max_restarts() : now.max_restarts());
         }
-        // The list and "none at all" are one setting, as above.
         if (mounts || no_mounts) {
-          const cove::v1::MachineSpec& now = m.view().spec();
-          if (!mounts) settings.mounts = now.mounts();
-          // A new list of mounts without no_mounts in the mask means them.
-          settings.no_mounts = no_mounts                        ? in.no_mounts()
-                               : mounts && !in.mounts().empty() ? false
-                                                                : now.no_mounts();
+          const bool none = no_mounts ? in.no_mounts() : !mounts && now.no_mounts();
+          settings.no_mounts = none;
+          if (none) {
+            settings.mounts.emplace();  // none at all
+          } else if (mounts) {
+            settings.mounts = new_list;
+          } else {
+            // no_mounts false alone: the mounts it had, or the home if none.
+            settings.mounts = now.no_mounts() ? *home_list : now.mounts();
+          }
         }
-        // Checked before anything changes: switching the runtime needs a
-        // stopped machine (SetRuntime refuses, changing nothing).
-        if (runtime && *runtime != m.view().spec().runtime() && !m.RequireStopped("runtime").ok()) {
-          return m.SetRuntime(*runtime);
-        }
-        if (auto st = m.ChangeSettings(settings); !st.ok()) return st;
-        return runtime ? m.SetRuntime(*runtime) : absl::OkStatus();
+        return m.ChangeSettings(settings);
       },
       resp);
 }
@@ -360,7 +370,7 @@ grpc::Status MachinesService::Watch(grpc::ServerContext* ctx, const cove::v1::Wa
     return Error(cove::v1::TOO_MANY, grpc::StatusCode::RESOURCE_EXHAUSTED,
                  "too many watchers; close some `cove events` clients");
   }
-  const std::string only = req->name();
+  const std::string& only = req->name();
   bool wrote = false;
   if (req->initial_snapshot()) {
     auto list = loop_.Call<std::vector<cove::v1::Machine>>([this]() { return manager_.List(); });

@@ -61,21 +61,6 @@ Machine::Machine(MachineEnv& env, cove::v1::Machine record)
 
 Machine::~Machine() { boot_.reset(); }
 
-absl::Status Machine::SetRuntime(cove::v1::Runtime runtime) {
-  if (record_.spec().runtime() == runtime || !record_.has_spec()) return absl::OkStatus();
-  const char* want = runtime == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd";
-  if (boot_ || busy() || state() == cove::v1::MACHINE_STATE_RUNNING) {
-    return Tagged(absl::FailedPreconditionError(
-                      absl::StrCat("machine '", name(), "' is ", StateName(state()),
-                                   "; stop it to switch it to the ", want, " runtime")),
-                  cove::v1::MACHINE_NOT_STOPPED);
-  }
-  record_.mutable_spec()->set_runtime(runtime);
-  Persist();
-  spdlog::info("{}: runtime is now {}", name(), want);
-  return absl::OkStatus();
-}
-
 absl::Status Machine::AddStaticForward(const cove::v1::StaticForward& forward) {
   return ChangeSpec([&forward](cove::v1::MachineSpec& spec) {
     *spec.add_static_forwards() = forward;

@@ -79,6 +79,7 @@ class Machine {
   cove::v1::Machine view() const;
   const std::string& name() const { return record_.name(); }
   cove::v1::MachineState state() const { return record_.state(); }
+  const cove::v1::MachineSpec& spec() const { return record_.spec(); }
   bool busy() const;
   // `status` tagged with `reason` (common/errors.h), naming this machine and
   // its state.
@@ -86,9 +87,6 @@ class Machine {
 
   // A client's start. Resets the automatic restart count.
   void Start(uint32_t timeout_s, Progress progress, Done done);
-  // Switches the container runtime (both are in every image) of a machine
-  // that is not running.
-  absl::Status SetRuntime(cove::v1::Runtime runtime);
   // Replaces the port rules, or adds or removes a static forward; a running
   // machine re-decides its forwards at once. Checked input only (spec.h).
   // What `cove set` changes; each part that is set replaces the old value.
@@ -107,6 +105,8 @@ class Machine {
     std::optional<uint32_t> cpus;
     std::optional<uint64_t> memory_bytes;
     std::optional<uint64_t> disk_bytes;
+    // The container runtime (both are in every image); only while stopped.
+    std::optional<cove::v1::Runtime> runtime;
   };
   absl::Status ChangeSettings(const Settings& settings);
   // FAILED_PRECONDITION (MACHINE_NOT_STOPPED) unless the machine is stopped

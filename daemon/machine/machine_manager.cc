@@ -27,7 +27,8 @@ void MachineManager::LoadAll() {
 }
 
 void MachineManager::Autostart() {
-  for (auto& [name, m] : machines_) {
+  for (auto& [key, m] : machines_) {
+    const std::string name = key;  // a lambda below captures it
     const auto state = m->state();
     if (!m->view().spec().autostart() ||
         (state != cove::v1::MACHINE_STATE_STOPPED && state != cove::v1::MACHINE_STATE_ERROR)) {
@@ -36,7 +37,7 @@ void MachineManager::Autostart() {
     spdlog::info("{}: autostart", name);
     m->Start(
         0, [](int, const std::string&) {},
-        [name](absl::Status st) {
+        [name](const absl::Status& st) {
           if (!st.ok()) spdlog::warn("{}: autostart failed: {}", name, std::string(st.message()));
         });
   }
@@ -161,7 +162,7 @@ void MachineManager::Delete(const std::string& name, bool force, Machine::Done d
                            {{"machine", name}, {"state", StateName(state)}}));
   }
   m->Stop(/*force=*/true, 0, [](int, const std::string&) {},
-          [this, name, done = std::move(done)](absl::Status st) {
+          [this, name, done = std::move(done)](const absl::Status& st) {
             if (!st.ok()) return done(st);
             // Let the machine finish its own callbacks before it goes.
             env_.loop.Post([this, name, done]() {

@@ -84,6 +84,17 @@ absl::Status Machine::ChangeSettings(const Settings& settings) {
           spec.set_max_restarts(settings.restart->second);
         }
         if (settings.autostart) spec.set_autostart(*settings.autostart);
+        if (settings.runtime && *settings.runtime != spec.runtime()) {
+          const char* want =
+              *settings.runtime == cove::v1::RUNTIME_DOCKER ? "docker" : "containerd";
+          if (!RequireStopped("runtime").ok()) {
+            return Tagged(absl::FailedPreconditionError(
+                              absl::StrCat("machine '", name(), "' is ", StateName(state()),
+                                           "; stop it to switch it to the ", want, " runtime")),
+                          cove::v1::MACHINE_NOT_STOPPED);
+          }
+          spec.set_runtime(*settings.runtime);
+        }
         if (settings.no_foreign_binaries)
           spec.set_no_foreign_binaries(*settings.no_foreign_binaries);
         if (settings.mounts || settings.no_mounts) {
