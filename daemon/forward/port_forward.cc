@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -19,8 +20,8 @@ int ParseAddr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
 // framed into its stream (copied) before the next receive.
 constexpr size_t kDatagramMax = 65535;
 char* DatagramBuffer() {
-  thread_local std::unique_ptr<char[]> buffer(new char[kDatagramMax]);
-  return buffer.get();
+  thread_local std::vector<char> buffer(kDatagramMax);
+  return buffer.data();
 }
 
 }  // namespace

@@ -186,7 +186,7 @@ class Machine {
   // The start fails with `reason` (common/errors.h) and `why`.
   void FailStart(const std::string& why, cove::v1::ErrorReason reason = cove::v1::START_FAILED);
   void FinishStart(absl::Status status);
-  void FinishStop(absl::Status status);
+  void FinishStop(const absl::Status& status);
   void EscalateStop(int phase);
   std::string SerialTail() const;
   // Sockets and the pid file of a hypervisor that is gone.

@@ -60,7 +60,7 @@ void Machine::MaybeRestart(const std::string& why) {
         absl::StrCat("restart ", record_.restarts(), " of ", record_.spec().max_restarts(),
                      " after: ", why),
         [](int, const std::string&) {},
-        [this](absl::Status st) {
+        [this](const absl::Status& st) {
           if (!st.ok()) spdlog::warn("{}: restart failed: {}", name(), std::string(st.message()));
         });
   });
@@ -319,7 +319,7 @@ void Machine::AccelFailed(const std::string& why) {
 
 std::string Machine::RecordAccelFailure(const std::string& why) {
   const cove::v1::Accel accel = record_.accel_in_use();
-  const std::string line = absl::StrCat(AccelName(accel), " unusable here: ", why);
+  std::string line = absl::StrCat(AccelName(accel), " unusable here: ", why);
   env_.accel.RecordBootFailure(record_.spec().arch(), accel,
                                absl::StrCat("a real boot (machine '", name(), "') failed: ", why));
   start_progress_(cove::v1::START_PHASE_ACCEL_FALLBACK,
@@ -385,7 +385,7 @@ void Machine::FinishStart(absl::Status status) {
   start_deadline_.Stop();
   automatic_start_ = false;
   start_progress_ = nullptr;
-  if (auto done = std::move(start_done_); done) done(status);
+  if (auto done = std::move(start_done_); done) done(std::move(status));
   start_done_ = nullptr;
 }
 

@@ -89,7 +89,7 @@ void Machine::EscalateStop(int phase) {
   stop_step_.Start(budget, [this, phase]() { EscalateStop(phase + 1); });
 }
 
-void Machine::FinishStop(absl::Status status) {
+void Machine::FinishStop(const absl::Status& status) {
   stop_requested_ = false;
   if (status.ok() && stop_progress_) stop_progress_(cove::v1::STOP_PHASE_STOPPED, "stopped");
   stop_progress_ = nullptr;

@@ -15,6 +15,7 @@ struct NetAddress {
   std::string interface;
   std::string address;
   uint32_t prefix_length = 0;
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
   auto operator<=>(const NetAddress&) const = default;
 };
 

@@ -5,8 +5,7 @@
 
 using namespace cove;
 
-TEST_CASE("EnumWord is the value's name without its enum's prefix, in lower case",
-          "[api_names]") {
+TEST_CASE("EnumWord is the value's name without its enum's prefix, in lower case", "[api_names]") {
   CHECK(EnumWord(cove::v1::SERVICE_STATE_READY) == "ready");
   CHECK(EnumWord(cove::v1::SERVICE_STATE_RESTARTING) == "restarting");
   CHECK(EnumWord(cove::v1::LOG_SOURCE_CONTAINERD) == "containerd");
