@@ -183,8 +183,8 @@ void RegisterSet(CLI::App& app, Context& ctx, int& exit_code) {
       want.set_autostart(*f->autostart);
     }
     if (f->foreign_binaries) {
-      mask->add_paths("no_foreign_binaries");
-      want.set_no_foreign_binaries(!*f->foreign_binaries);
+      mask->add_paths("foreign_binaries");
+      want.set_foreign_binaries(*f->foreign_binaries);
     }
     if (f->cpus_option->count() > 0) {
       if (f->cpus == 0) {

@@ -114,7 +114,7 @@ nlohmann::json MachineJson(const cove::v1::Machine& m) {
       {"max_restarts", s.max_restarts()},
       {"restarts", m.restarts()},
       {"autostart", s.autostart()},
-      {"foreign_binaries", !s.no_foreign_binaries()},
+      {"foreign_binaries", !s.has_foreign_binaries() || s.foreign_binaries()},
   };
   // Present exactly while the machine runs (the socket files exist then).
   if (!m.sockets().containerd().empty()) j["sockets"]["containerd"] = m.sockets().containerd();

@@ -191,7 +191,7 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
     spec.set_max_restarts(policy->second);
   }
   spec.set_autostart(autostart);
-  spec.set_no_foreign_binaries(no_foreign_binaries);
+  if (no_foreign_binaries) spec.set_foreign_binaries(false);  // unset: coved's default, true
   // --mount-type alone applies to the default mount, the home directory.
   const std::vector<std::string> home_only = {"~"};
   bool no_mounts = false;

@@ -267,8 +267,8 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       }
     } else if (path == "accel") {
       settings.accel = in.accel();
-    } else if (path == "no_foreign_binaries") {
-      settings.no_foreign_binaries = in.no_foreign_binaries();
+    } else if (path == "foreign_binaries") {
+      settings.foreign_binaries = !in.has_foreign_binaries() || in.foreign_binaries();
     } else if (path == "cpus") {
       settings.cpus = in.cpus();
     } else if (path == "memory_bytes") {
@@ -292,7 +292,7 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
                    "update_mask names '" + path +
                        "', which is no MachineSpec field; use cpus, memory_bytes, disk_bytes, "
                        "accel, port_rules, restart, max_restarts, autostart, mounts, no_mounts, "
-                       "no_foreign_binaries or runtime",
+                       "foreign_binaries or runtime",
                    {{"field", path}});
     }
   }

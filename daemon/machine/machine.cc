@@ -174,7 +174,8 @@ void Machine::BeginBoot(std::unique_ptr<VmInstance> vm) {
   boot_->agent().Configure({.services = RuntimeFactsOf(record_.spec().runtime()).services,
                             .reverse_sockets = std::move(reverse),
                             .mounts = mounts_->GuestMounts(),
-                            .foreign_binaries = !record_.spec().no_foreign_binaries()});
+                            .foreign_binaries = !record_.spec().has_foreign_binaries() ||
+                                                record_.spec().foreign_binaries()});
 }
 
 void Machine::OnHello(const cove::agent::v1::Hello& hello) {

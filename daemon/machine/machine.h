@@ -95,8 +95,8 @@ class Machine {
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::PortRule>> port_rules;
     std::optional<std::pair<cove::v1::RestartPolicy, uint32_t>> restart;  // policy, limit
     std::optional<bool> autostart;
-    std::optional<cove::v1::Accel> accel;     // applies at the next start
-    std::optional<bool> no_foreign_binaries;  // applies at the next start
+    std::optional<cove::v1::Accel> accel;  // applies at the next start
+    std::optional<bool> foreign_binaries;  // applies at the next start
     // Resolved already (ResolveMounts); only while stopped.
     std::optional<google::protobuf::RepeatedPtrField<cove::v1::Mount>> mounts;
     std::optional<bool> no_mounts;

@@ -95,8 +95,7 @@ absl::Status Machine::ChangeSettings(const Settings& settings) {
           }
           spec.set_runtime(*settings.runtime);
         }
-        if (settings.no_foreign_binaries)
-          spec.set_no_foreign_binaries(*settings.no_foreign_binaries);
+        if (settings.foreign_binaries) spec.set_foreign_binaries(*settings.foreign_binaries);
         if (settings.mounts || settings.no_mounts) {
           if (auto st = RequireStopped("mounts"); !st.ok()) return st;
           if (settings.mounts) *spec.mutable_mounts() = *settings.mounts;

@@ -45,6 +45,7 @@ absl::StatusOr<cove::v1::MachineSpec> NormalizeSpec(const cove::v1::MachineSpec&
   if (spec.accel() == cove::v1::ACCEL_UNSPECIFIED) spec.set_accel(cove::v1::ACCEL_AUTO);
   if (spec.driver() == cove::v1::DRIVER_UNSPECIFIED) spec.set_driver(cove::v1::DRIVER_QEMU);
   if (spec.arch().empty()) spec.set_arch(host.arch);
+  if (!spec.has_foreign_binaries()) spec.set_foreign_binaries(true);
   auto arch = NormalizeArch(spec.arch());
   if (!arch.ok()) return arch.status();
   spec.set_arch(*arch);

@@ -234,7 +234,8 @@ rec::MachineRecord ToRecord(const api::Machine& m) {
   // Absent only in LoadAll's stand-in for a file it could not read.
   if (m.has_spec()) {
     CopySpec(m.spec(), *out.mutable_spec());
-    out.mutable_spec()->set_foreign_binaries(!m.spec().no_foreign_binaries());
+    out.mutable_spec()->set_foreign_binaries(!m.spec().has_foreign_binaries() ||
+                                             m.spec().foreign_binaries());
   }
   if (m.has_image()) CopyImage(m.image(), *out.mutable_image());
   if (m.has_paths()) CopyPaths(m.paths(), *out.mutable_paths());
@@ -261,7 +262,7 @@ api::Machine FromRecord(const rec::MachineRecord& r) {
   if (r.has_created_at()) *out.mutable_created_at() = r.created_at();
   if (r.has_spec()) {
     CopySpec(r.spec(), *out.mutable_spec());
-    out.mutable_spec()->set_no_foreign_binaries(!r.spec().foreign_binaries());
+    out.mutable_spec()->set_foreign_binaries(r.spec().foreign_binaries());
   }
   if (r.has_image()) CopyImage(r.image(), *out.mutable_image());
   if (r.has_paths()) CopyPaths(r.paths(), *out.mutable_paths());

@@ -84,6 +84,8 @@ const m = await call(machines, 'Create', {
   },
 });
 if (m.state !== 'MACHINE_STATE_STOPPED') fail(`created machine is ${m.state}`);
+// Positive booleans: unset means the default, which coved fills in.
+if (m.spec.foreign_binaries !== true) fail(`foreign_binaries of a new machine: ${m.spec.foreign_binaries}`);
 const event = await created;
 console.log(`event: ${event.kind} ${event.machine_name} seq ${event.sequence}`);
 
@@ -117,6 +119,12 @@ const updated = await call(machines, 'Update', {
 if (updated.spec.cpus !== 2) fail(`cpus after update: ${updated.spec.cpus}`);
 if (updated.spec.memory_bytes !== String(1024 ** 3)) fail(`memory changed: ${updated.spec.memory_bytes}`);
 if (updated.spec.autostart) fail('autostart changed though not in the mask');
+const noForeign = await call(machines, 'Update', {
+  name: 'from-node', spec: { foreign_binaries: false }, update_mask: { paths: ['foreign_binaries'] },
+});
+if (noForeign.spec.foreign_binaries !== false || noForeign.spec.cpus !== 2) {
+  fail(`after foreign_binaries=false: ${JSON.stringify(noForeign.spec)}`);
+}
 info2 = await expectReason(call(machines, 'Update', {
   name: 'from-node', spec: { cpus: 3 }, update_mask: { paths: ['cpus', 'cpu_count'] },
 }), 'Update an unknown path', grpc.status.INVALID_ARGUMENT, 'UNKNOWN_FIELD_PATH');

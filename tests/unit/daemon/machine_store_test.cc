@@ -25,6 +25,7 @@ TEST_CASE("machine.json round-trips every field", "[store]") {
   m.mutable_spec()->set_cpus(3);
   m.mutable_spec()->set_memory_bytes(3ull << 30);
   m.mutable_spec()->set_arch("x86_64");
+  m.mutable_spec()->set_foreign_binaries(true);  // filled in by NormalizeSpec, as in every spec
   m.set_pid(1234);
   m.set_accel_in_use(cove::v1::ACCEL_TCG);
   m.mutable_image()->set_rootfs_sha256("abc");
@@ -156,7 +157,7 @@ TEST_CASE("a format-0 machine.json of a created machine loads whole", "[store]")
   CHECK(s.mounts(0).read_only());
   CHECK(s.mounts(0).type() == cove::v1::MOUNT_TYPE_9P);
   CHECK_FALSE(s.no_mounts());
-  CHECK(s.no_foreign_binaries());
+  CHECK_FALSE(s.foreign_binaries());
 }
 
 TEST_CASE("a format-0 machine.json of a running machine keeps what re-adoption needs", "[store]") {
@@ -177,7 +178,7 @@ TEST_CASE("a format-0 machine.json of a running machine keeps what re-adoption n
   CHECK(m->spec().restart() == cove::v1::RESTART_POLICY_NEVER);
   CHECK(m->spec().no_mounts());
   CHECK(m->spec().mounts().empty());
-  CHECK_FALSE(m->spec().no_foreign_binaries());
+  CHECK(m->spec().foreign_binaries());
   CHECK(m->paths().debug_agent_socket() == "/tmp/cove-fixture-home/machines/t1/agent.sock");
 
   REQUIRE(m->oom_kills_size() == 2);

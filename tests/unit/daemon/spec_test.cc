@@ -25,6 +25,18 @@ TEST_CASE("an empty spec gets the defaults", "[spec]") {
   CHECK(spec->accel() == cove::v1::ACCEL_AUTO);
 }
 
+TEST_CASE("foreign binaries are on unless a spec says off", "[spec]") {
+  auto on = NormalizeSpec({}, Host());
+  REQUIRE(on.ok());
+  CHECK(on->has_foreign_binaries());  // filled in, so clients see it
+  CHECK(on->foreign_binaries());
+  cove::v1::MachineSpec off;
+  off.set_foreign_binaries(false);
+  auto kept = NormalizeSpec(off, Host());
+  REQUIRE(kept.ok());
+  CHECK_FALSE(kept->foreign_binaries());
+}
+
 TEST_CASE("arch aliases are normalized", "[spec]") {
   cove::v1::MachineSpec in;
   in.set_arch("arm64");
