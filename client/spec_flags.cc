@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/port_flags.h"
 #include "common/sizes.h"
@@ -212,8 +214,8 @@ absl::StatusOr<cove::v1::MachineSpec> SpecFlags::ToSpec() const {
 
 void PrintProgress(const std::string& machine, const std::string& phase, const std::string& message,
                    uint64_t elapsed_ms) {
-  std::fprintf(stderr, "%s: %-18s %s%s(%.1fs)\n", machine.c_str(), phase.c_str(), message.c_str(),
-               message.empty() ? "" : " ", elapsed_ms / 1000.0);
+  std::cerr << absl::StrFormat("%s: %-18s %s%s(%.1fs)\n", machine, phase, message,
+                               message.empty() ? "" : " ", elapsed_ms / 1000.0);
 }
 
 }  // namespace cove::client
