@@ -55,25 +55,21 @@ absl::Status OrReason(absl::Status status, cove::v1::ErrorReason reason, ErrorMe
 
 ErrorInfo ErrorInfoOf(const absl::Status& status) {
   if (status.ok()) return {};
-  if (auto payload = status.GetPayload(kErrorInfoType)) {
-    google::rpc::ErrorInfo info;
-    if (info.ParseFromString(std::string(*payload))) return FromProto(info);
-  }
-  ErrorInfo out;
-  out.reason = ReasonOfCode(status.code());
-  return out;
+  google::rpc::ErrorInfo info;
+  info.ParseFromString(
+      std::string(*OrReason(status, ReasonOfCode(status.code())).GetPayload(kErrorInfoType)));
+  return FromProto(info);
 }
 
 std::string ErrorDetails(const absl::Status& status) {
-  const ErrorInfo info = ErrorInfoOf(status);
-  google::rpc::ErrorInfo wire;
-  wire.set_reason(cove::v1::ErrorReason_Name(info.reason));
-  wire.set_domain(std::string(kErrorDomain));
-  wire.mutable_metadata()->insert(info.metadata.begin(), info.metadata.end());
+  // The tag is a serialized ErrorInfo already: it goes on the wire as it is.
+  const absl::Status tagged = OrReason(status, ReasonOfCode(status.code()));
   google::rpc::Status out;
   out.set_code(static_cast<int>(status.code()));
   out.set_message(std::string(status.message()));
-  out.add_details()->PackFrom(wire);
+  auto* any = out.add_details();
+  any->set_type_url(kErrorInfoType);
+  any->set_value(std::string(*tagged.GetPayload(kErrorInfoType)));
   return out.SerializeAsString();
 }
 

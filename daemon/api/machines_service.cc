@@ -247,7 +247,6 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
   }
   Machine::Settings settings;
   bool restart = false, max_restarts = false, mounts = false, no_mounts = false;
-  std::optional<cove::v1::Runtime> runtime;
   for (const std::string& path : req->update_mask().paths()) {
     if (path == "port_rules") {
       settings.port_rules = in.port_rules();
@@ -258,9 +257,11 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
     } else if (path == "autostart") {
       settings.autostart = in.autostart();
     } else if (path == "runtime") {
-      runtime = in.runtime() == cove::v1::RUNTIME_UNSPECIFIED ? cove::v1::RUNTIME_CONTAINERD
-                                                              : in.runtime();
-      if (*runtime != cove::v1::RUNTIME_CONTAINERD && *runtime != cove::v1::RUNTIME_DOCKER) {
+      settings.runtime = in.runtime() == cove::v1::RUNTIME_UNSPECIFIED
+                             ? cove::v1::RUNTIME_CONTAINERD
+                             : in.runtime();
+      if (*settings.runtime != cove::v1::RUNTIME_CONTAINERD &&
+          *settings.runtime != cove::v1::RUNTIME_DOCKER) {
         return Error(cove::v1::INVALID_SPEC, grpc::StatusCode::INVALID_ARGUMENT,
                      "unknown runtime; use RUNTIME_CONTAINERD or RUNTIME_DOCKER",
                      {{"field", "spec.runtime"}});
@@ -318,7 +319,6 @@ grpc::Status MachinesService::Update(grpc::ServerContext* ctx,
       (mounts ? new_list : home_list) = resolved.mounts();
     }
   }
-  settings.runtime = runtime;
   return ChangeMachine(
       ctx, req->name(),
       [settings, restart, max_restarts, mounts, no_mounts, new_list, home_list,

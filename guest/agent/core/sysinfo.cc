@@ -15,6 +15,8 @@ namespace {
 // /proc files here are a few KiB; the bound keeps a surprise from growing.
 constexpr size_t kMaxProcFile = size_t{64} * 1024;
 
+}  // namespace
+
 std::string ReadSmallFile(const char* path) {
   std::string text;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -29,6 +31,8 @@ std::string ReadSmallFile(const char* path) {
   close(fd);
   return text;
 }
+
+namespace {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 

@@ -10,6 +10,10 @@
 
 namespace cove::agent {
 
+// The text of a small file (/proc, /etc), at most 64 KiB; "" when it cannot
+// be read.
+std::string ReadSmallFile(const char* path);
+
 // Milliseconds on `clock` (CLOCK_BOOTTIME: since the kernel booted, counting
 // suspend; CLOCK_MONOTONIC: for timers; CLOCK_REALTIME: Unix time).
 int64_t ClockMs(clockid_t clock);

@@ -8,18 +8,12 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
-#include <fstream>
 #include <sstream>
+
+#include "guest/agent/core/sysinfo.h"
 
 namespace cove::agent {
 namespace {
-
-std::string ReadText(const char* path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 uint32_t PrefixLength(const sockaddr* mask) {
   if (mask == nullptr) return 0;
@@ -106,10 +100,10 @@ NetworkFacts ReadNetwork() {
     freeifaddrs(list);
   }
   std::sort(facts.addresses.begin(), facts.addresses.end());
-  const DefaultRoute route = ParseDefaultRoute(ReadText("/proc/net/route"));
+  const DefaultRoute route = ParseDefaultRoute(ReadSmallFile("/proc/net/route"));
   facts.gateway = route.gateway;
   facts.gateway_interface = route.interface;
-  facts.nameservers = ParseNameservers(ReadText("/etc/resolv.conf"));
+  facts.nameservers = ParseNameservers(ReadSmallFile("/etc/resolv.conf"));
   return facts;
 }
 
